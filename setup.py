@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="spade-tf",
+    version="0.1.0",
+    description="SPADE / GauGAN semantic image synthesis in TensorFlow 2 and Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["spade_tf", "spade_tf.*"]),
+    include_package_data=True,
+    package_data={"spade_tf": ["demo/static/*"]},
+    install_requires=[
+        "tensorflow==2.21.*",
+        "keras>=3.10,<4",
+        "numpy>=1.26",
+        "pillow>=10",
+        "scipy>=1.11",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "export": ["ai-edge-litert", "tf2onnx", "onnxruntime", "onnx"],
+        "tfds": ["tensorflow-datasets"],
+        "demo": ["fastapi", "uvicorn", "python-multipart"],
+        "dev": ["pytest>=8", "ruff>=0.5", "pytest-timeout"],
+    },
+    entry_points={"console_scripts": ["spade=spade_tf.cli:main"]},
+)

@@ -1,0 +1,3 @@
+from spade_tf.cli import main
+
+raise SystemExit(main())
