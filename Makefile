@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev
+EXTRAS ?= dev,export,demo,tfds
 DEMO_OUT ?= demo_out
 
 .PHONY: install test lint demo clean
