@@ -1,0 +1,100 @@
+"""LPIPS (Zhang et al. 2018), net='alex', version 0.1, exactly as the `lpips` package computes it.
+
+Per layer l: unit-normalise the relu maps over channels, square the difference of the two
+images' maps, weight channels by the 1x1 head `lin{l}` (no bias), average over H and W. The
+distance is the sum of the five terms. Also `lpips_diversity`, the multimodal diversity score
+(mean pairwise LPIPS over K samples of one label map).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import keras
+import numpy as np
+from keras import ops
+
+from spade_tf.errors import SpadeError
+from spade_tf.evaluation.alexnet import RELU_CHANNELS, AlexNetFeatures, load_alexnet_npz
+
+
+def _unit_normalize(f):
+    # As lpips.normalize_tensor: eps added to the norm, not under the square root.
+    return f / (ops.sqrt(ops.sum(f * f, axis=-1, keepdims=True)) + 1e-10)
+
+
+@keras.saving.register_keras_serializable(package="spade_tf")
+class LPIPS(keras.layers.Layer):
+    """LPIPS-alex v0.1. Frozen.
+
+    `call([x0, x1])`: x0, x1 [B, H, W, 3] in [-1, 1] -> distances [B].
+    `per_layer(x0, x1)` -> [B, 5], the five terms (their sum is the distance).
+    """
+
+    def __init__(self, weights_path=None, **kwargs):
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        self.weights_path = str(weights_path) if weights_path else None
+        self.features = AlexNetFeatures(weights_path, trainable=False)
+        arrays = load_alexnet_npz(weights_path)
+        self.heads = []
+        for i, c in enumerate(RELU_CHANNELS):
+            key = f"lin{i}.weight"
+            if arrays.get(key, np.zeros(0)).shape != (1, c, 1, 1):
+                raise SpadeError(f"LPIPS weights: missing or malformed '{key}' (expected [1, {c}, 1, 1])")
+            self.heads.append(self.add_weight(name=f"lin{i}", shape=(c,), trainable=False,
+                                              initializer=keras.initializers.Constant(arrays[key].reshape(c))))
+
+    def per_layer(self, x0, x1):
+        f0 = self.features(x0)
+        f1 = self.features(x1)
+        terms = []
+        for a, b, w in zip(f0, f1, self.heads, strict=True):
+            d = ops.square(_unit_normalize(a) - _unit_normalize(b))
+            terms.append(ops.mean(ops.sum(d * w, axis=-1), axis=(1, 2)))
+        return ops.stack(terms, axis=-1)
+
+    def call(self, inputs):
+        x0, x1 = inputs
+        return ops.sum(self.per_layer(x0, x1), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "weights_path": self.weights_path}
+
+
+def uint8_to_unit_range(images) -> np.ndarray:
+    """uint8 [.., H, W, 3] -> float32 in [-1, 1], as the LPIPS fixtures feed images (x / 127.5 - 1)."""
+    return np.asarray(images, np.float32) / 127.5 - 1.0
+
+
+def lpips_distance(x0, x1, metric: LPIPS | None = None, batch_size: int = 32) -> np.ndarray:
+    """LPIPS between paired images x0[i], x1[i] ([N, H, W, 3] in [-1, 1]) -> float32 [N]."""
+    metric = metric or LPIPS()
+    x0, x1 = np.asarray(x0, np.float32), np.asarray(x1, np.float32)
+    if x0.shape != x1.shape or x0.ndim != 4 or x0.shape[-1] != 3:
+        raise SpadeError(f"LPIPS needs two [N, H, W, 3] arrays of equal shape, got {x0.shape} and {x1.shape}")
+    out = [ops.convert_to_numpy(metric([x0[i:i + batch_size], x1[i:i + batch_size]]))
+           for i in range(0, len(x0), batch_size)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
+def lpips_diversity(images_k, metric: LPIPS | None = None, batch_size: int = 32) -> float:
+    """Multimodal diversity: mean LPIPS over all unordered pairs of the K samples of each label map.
+
+    images_k: [K, H, W, 3] (K samples of one label map) or [N, K, H, W, 3] (N label maps), in [-1, 1].
+    Returns the mean over label maps of each map's mean pairwise distance (K >= 2).
+    """
+    images_k = np.asarray(images_k, np.float32)
+    if images_k.ndim == 4:
+        images_k = images_k[None]
+    if images_k.ndim != 5 or images_k.shape[1] < 2:
+        raise SpadeError(f"lpips_diversity needs [K, H, W, 3] or [N, K, H, W, 3] with K >= 2, "
+                         f"got shape {images_k.shape}")
+    n, k = images_k.shape[:2]
+    pairs = list(itertools.combinations(range(k), 2))
+    i0 = [i for i, _ in pairs]
+    i1 = [j for _, j in pairs]
+    x0 = images_k[:, i0].reshape(-1, *images_k.shape[2:])
+    x1 = images_k[:, i1].reshape(-1, *images_k.shape[2:])
+    d = lpips_distance(x0, x1, metric, batch_size).reshape(n, len(pairs))
+    return float(d.mean(axis=1).mean())
