@@ -1,0 +1,84 @@
+"""SPADE: spatially-adaptive denormalization (paper Fig. 2)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from spade_tf.layers.conv import conv2d
+from spade_tf.layers.normalization import param_free_norm
+
+
+def nearest_resize(x, height: int, width: int):
+    """Nearest resize as PyTorch `F.interpolate(mode='nearest')`: source index floor(dst * in / out).
+
+    (TF's nearest resize samples pixel centres instead, which picks different pixels.)
+    x: [B, H, W, C] with static H, W → [B, height, width, C].
+    """
+    in_h, in_w = x.shape[1], x.shape[2]
+    if (in_h, in_w) == (height, width):
+        return x
+    if in_h % height == 0 and in_w % width == 0:  # integer factor: a strided slice
+        return x[:, :: in_h // height, :: in_w // width, :]
+
+    def index(n_in, n_out):
+        scale = np.float32(n_in / n_out)
+        idx = np.floor(np.arange(n_out, dtype=np.float32) * scale).astype("int32")
+        return np.minimum(idx, n_in - 1)
+
+    x = ops.take(x, index(in_h, height), axis=1)
+    return ops.take(x, index(in_w, width), axis=2)
+
+
+@keras.saving.register_keras_serializable(package="spade_tf")
+class SPADE(keras.layers.Layer):
+    """`param_free_norm(x) * (1 + gamma) + beta`, gamma and beta predicted from the segmap.
+
+    gamma, beta = conv_k(relu(conv_k(segmap resized nearest to x's size))), `nhidden` wide.
+
+    Inputs: x [B, H, W, norm_nc], segmap [B, H', W', label_nc] (H', W' multiples of H, W as in
+    the generator, or any size). Output: [B, H, W, norm_nc].
+    """
+
+    def __init__(self, norm_nc, norm_type="syncbatch", kernel_size=3, nhidden=128,
+                 synchronized=False, init_type="xavier", init_variance=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.norm_nc = norm_nc
+        self.norm_type = norm_type
+        self.kernel_size = kernel_size
+        self.nhidden = nhidden
+        self.synchronized = synchronized
+        self.init_type = init_type
+        self.init_variance = init_variance
+        init = {"init_type": init_type, "gain": init_variance}
+        self.param_free_norm = param_free_norm(norm_type, synchronized, name="param_free_norm")
+        self.mlp_shared = conv2d(nhidden, kernel_size, name="mlp_shared", **init)
+        self.mlp_gamma = conv2d(norm_nc, kernel_size, name="mlp_gamma", **init)
+        self.mlp_beta = conv2d(norm_nc, kernel_size, name="mlp_beta", **init)
+
+    def build(self, x_shape, segmap_shape):
+        self.param_free_norm.build(x_shape)
+        hidden_shape = (*x_shape[:3], self.nhidden)
+        self.mlp_shared.build((*x_shape[:3], segmap_shape[-1]))
+        self.mlp_gamma.build(hidden_shape)
+        self.mlp_beta.build(hidden_shape)
+
+    def call(self, x, segmap, training=False):
+        normalized = self.param_free_norm(x, training=training)
+        segmap = nearest_resize(segmap, x.shape[1], x.shape[2])
+        actv = ops.relu(self.mlp_shared(segmap))
+        gamma = self.mlp_gamma(actv)
+        beta = self.mlp_beta(actv)
+        return normalized * (1 + gamma) + beta
+
+    def compute_output_shape(self, x_shape, segmap_shape):
+        return x_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "norm_nc": self.norm_nc, "norm_type": self.norm_type, "kernel_size": self.kernel_size,
+            "nhidden": self.nhidden, "synchronized": self.synchronized, "init_type": self.init_type,
+            "init_variance": self.init_variance})
+        return config

@@ -1,0 +1,118 @@
+"""Multiscale PatchGAN discriminator (official `models/networks/discriminator.py`)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from spade_tf.config import SPADEConfig
+from spade_tf.layers.conv import conv2d
+from spade_tf.layers.normalization import param_free_norm
+
+
+@keras.saving.register_keras_serializable(package="spade_tf")
+class NLayerDiscriminator(keras.layers.Layer):
+    """PatchGAN: 4x4 convs with padding 2; strides 2, 2, ..., 1, then a 1-channel 4x4 conv.
+
+    Middle convs: spectral norm (no bias) + parameter-free norm; LeakyReLU 0.2 after all but the
+    last. Input: [B, H, W, semantic_nc + 3]. Returns the n_layers_D intermediate features and
+    the final patch logits [B, H', W', 1], in that order.
+    """
+
+    def __init__(self, ndf=64, n_layers_D=4, norm_type="instance", spectral=True,
+                 init_type="xavier", init_variance=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.ndf, self.n_layers_D, self.norm_type, self.spectral = ndf, n_layers_D, norm_type, spectral
+        self.init_type, self.init_variance = init_type, init_variance
+        init = {"init_type": init_type, "gain": init_variance}
+        self.pad = keras.layers.ZeroPadding2D(2)
+        self.convs, self.norms = [], []
+        nf = ndf
+        self.convs.append(conv2d(nf, 4, strides=2, padding="valid", name="model0", **init))
+        self.norms.append(None)
+        has_norm = norm_type != "none"
+        for n in range(1, n_layers_D):
+            nf = min(nf * 2, 512)
+            stride = 1 if n == n_layers_D - 1 else 2
+            # get_nonspade_norm_layer drops the conv bias when a norm follows
+            self.convs.append(conv2d(nf, 4, strides=stride, padding="valid", use_bias=not has_norm,
+                                     spectral=spectral, name=f"model{n}", **init))
+            self.norms.append(param_free_norm(norm_type, name=f"model{n}_norm"))
+        self.convs.append(conv2d(1, 4, strides=1, padding="valid", name=f"model{n_layers_D}", **init))
+        self.norms.append(None)
+
+    def build(self, input_shape):
+        shape = input_shape
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            shape = self.pad.compute_output_shape(shape)
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+            if norm is not None:
+                norm.build(shape)
+
+    def call(self, x, training=False):
+        results = []
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            x = conv(self.pad(x), training=training)
+            if norm is not None:
+                x = norm(x, training=training)
+            if i < len(self.convs) - 1:
+                x = ops.leaky_relu(x, 0.2)
+            results.append(x)
+        return results
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"ndf": self.ndf, "n_layers_D": self.n_layers_D, "norm_type": self.norm_type,
+                       "spectral": self.spectral, "init_type": self.init_type,
+                       "init_variance": self.init_variance})
+        return config
+
+
+def downsample(x):
+    """avg_pool2d(3, stride 2, padding 1, count_include_pad=False)."""
+    pad = ((0, 0), (1, 1), (1, 1), (0, 0))
+    summed = ops.average_pool(ops.pad(x, pad), 3, 2, padding="valid")
+    ones = ops.ones((1, x.shape[1], x.shape[2], 1), dtype=x.dtype)
+    count = ops.average_pool(ops.pad(ones, pad), 3, 2, padding="valid")
+    return summed / count
+
+
+@keras.saving.register_keras_serializable(package="spade_tf")
+class MultiscaleDiscriminator(keras.Model):
+    """`num_D` PatchGANs on the input at full, 1/2, 1/4, ... resolution.
+
+    Call: `D(concat([semantics, image], -1), training)` → list over scales (full first) of lists
+    [feature_1 .. feature_{n_layers_D}, logits]; features feed the feature-matching loss.
+    """
+
+    def __init__(self, config: SPADEConfig | dict, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config if isinstance(config, SPADEConfig) else SPADEConfig.from_dict(config)
+        cfg = self.config
+        self.discriminators = [
+            NLayerDiscriminator(cfg.ndf, cfg.n_layers_D, cfg.norm_D_type, cfg.spectral_D,
+                                cfg.init_type, cfg.init_variance, name=f"discriminator_{i}")
+            for i in range(cfg.num_D)]
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for d in self.discriminators:
+            d.build(shape)
+            shape = (shape[0], (shape[1] - 1) // 2 + 1, (shape[2] - 1) // 2 + 1, shape[3])
+        self.built = True
+
+    def call(self, x, training=False):
+        outputs = []
+        for i, d in enumerate(self.discriminators):
+            if i > 0:
+                x = downsample(x)
+            outputs.append(d(x, training=training))
+        return outputs
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

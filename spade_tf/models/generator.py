@@ -1,0 +1,156 @@
+"""SPADE generator (paper Fig. 4 right; official `models/networks/generator.py`)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from spade_tf.config import SPADEConfig
+from spade_tf.layers.conv import conv2d, dense
+from spade_tf.layers.resblock import SPADEResBlock
+from spade_tf.layers.spade import nearest_resize
+from spade_tf.layers.spectral_norm import SpectralNormalization
+
+
+@keras.saving.register_keras_serializable(package="spade_tf")
+class SPADEGenerator(keras.Model):
+    """Segmap (and z) → image.
+
+    Call: `G(segmap, z=None, training=False)`; segmap float [B, H, W, semantic_nc] (one-hot,
+    `make_semantics`), z float [B, z_dim] (VAE models; drawn from N(0, 1) when None).
+    Returns [B, H, W, 3] in [-1, 1], (H, W) = `config.image_size`.
+    """
+
+    def __init__(self, config: SPADEConfig | dict, synchronized_bn: bool = False, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config if isinstance(config, SPADEConfig) else SPADEConfig.from_dict(config)
+        self.synchronized_bn = synchronized_bn
+        cfg, nf = self.config, self.config.ngf
+        self.sh, self.sw = cfg.latent_size
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        init = {"init_type": cfg.init_type, "gain": cfg.init_variance}
+        if cfg.use_vae:
+            self.fc = dense(16 * nf * self.sh * self.sw, name="fc", **init)
+        else:
+            self.fc = conv2d(16 * nf, 3, name="fc", **init)
+
+        def block(fin, fout, name):
+            return SPADEResBlock(
+                fin, fout, norm_type=cfg.spade_param_free_norm, kernel_size=cfg.spade_kernel_size,
+                nhidden=cfg.spade_nhidden, spectral=cfg.spectral_G,
+                synchronized=synchronized_bn and cfg.spade_param_free_norm == "syncbatch",
+                init_type=cfg.init_type, init_variance=cfg.init_variance, name=name)
+
+        self.head_0 = block(16 * nf, 16 * nf, "head_0")
+        self.G_middle_0 = block(16 * nf, 16 * nf, "G_middle_0")
+        self.G_middle_1 = block(16 * nf, 16 * nf, "G_middle_1")
+        self.up_0 = block(16 * nf, 8 * nf, "up_0")
+        self.up_1 = block(8 * nf, 4 * nf, "up_1")
+        self.up_2 = block(4 * nf, 2 * nf, "up_2")
+        self.up_3 = block(2 * nf, 1 * nf, "up_3")
+        final_nc = nf
+        if cfg.num_upsampling_layers == "most":
+            self.up_4 = block(nf, nf // 2, "up_4")
+            final_nc = nf // 2
+        self.final_nc = final_nc
+        self.conv_img = conv2d(3, 3, name="conv_img", **init)
+
+    def build(self, segmap_shape, z_shape=None):
+        cfg = self.config
+        b = segmap_shape[0]
+        if cfg.use_vae:
+            self.fc.build((b, cfg.z_dim))
+        else:
+            self.fc.build((b, self.sh, self.sw, segmap_shape[-1]))
+        h, w = self.sh, self.sw
+        for _, layer, upsample_before in self._blocks():
+            if upsample_before:
+                h, w = 2 * h, 2 * w
+            layer.build((b, h, w, layer.fin), segmap_shape)
+        self.conv_img.build((b, h, w, self.final_nc))
+        self.built = True
+
+    def _blocks(self):
+        """(name, block, upsample before it) in forward order, as the official forward."""
+        more = self.config.num_upsampling_layers in ("more", "most")
+        blocks = [("head_0", self.head_0, False), ("G_middle_0", self.G_middle_0, True),
+                  ("G_middle_1", self.G_middle_1, more), ("up_0", self.up_0, True),
+                  ("up_1", self.up_1, True), ("up_2", self.up_2, True), ("up_3", self.up_3, True)]
+        if self.config.num_upsampling_layers == "most":
+            blocks.append(("up_4", self.up_4, True))
+        return blocks
+
+    def call(self, segmap, z=None, training=False, return_intermediates=False):
+        cfg = self.config
+        intermediates = {}
+        if cfg.use_vae:
+            if z is None:
+                z = keras.random.normal((ops.shape(segmap)[0], cfg.z_dim), seed=self.seed_generator)
+            x = self.fc(z)
+            # PyTorch's .view(N, 16nf, sh, sw) is channel-major: reshape NCHW, then go channels-last
+            x = ops.transpose(ops.reshape(x, (-1, 16 * cfg.ngf, self.sh, self.sw)), (0, 2, 3, 1))
+        else:
+            x = self.fc(nearest_resize(segmap, self.sh, self.sw))
+        intermediates["fc"] = x
+        for name, layer, upsample_before in self._blocks():
+            if upsample_before:
+                x = _upsample2x(x)
+            x = layer(x, segmap, training=training)
+            intermediates[name] = x
+        x = self.conv_img(ops.leaky_relu(x, 0.2))
+        intermediates["conv_img"] = x
+        x = ops.tanh(ops.cast(x, "float32"))
+        return (x, intermediates) if return_intermediates else x
+
+    def compute_output_shape(self, segmap_shape, z_shape=None):
+        h, w = self.config.image_size
+        return (segmap_shape[0], h, w, 3)
+
+    def folded(self) -> SPADEGenerator:
+        """A copy for inference with spectral norm folded into plain kernels (W / sigma).
+
+        The copy has no power-iteration state and no `SpectralNormalization` wrappers, so an
+        exported graph is plain convolutions.
+        """
+        cfg = self.config
+        plain = SPADEGenerator(cfg.replace(norm_G=cfg.norm_G.replace("spectral", "")), name=self.name)
+        h, w = cfg.image_size
+        plain.build((1, h, w, cfg.semantic_nc))
+        for dst, src in zip(_leaf_layers(plain), _leaf_layers(self), strict=True):
+            if isinstance(src, SpectralNormalization):
+                kernel = keras.ops.convert_to_numpy(src.normalized_kernel(training=False))
+                values = [kernel] + ([src.layer.bias.numpy()] if src.layer.use_bias else [])
+                dst.set_weights(values)
+            else:
+                dst.set_weights(src.get_weights())
+        return plain
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "synchronized_bn": self.synchronized_bn,
+                "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _upsample2x(x):
+    # nn.Upsample(scale_factor=2), nearest: plain pixel repetition
+    return ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def _leaf_layers(model):
+    """Weight-holding layers in a fixed order (spectral-norm wrappers count as one leaf)."""
+    leaves = []
+
+    def visit(layer):
+        if isinstance(layer, (SpectralNormalization, keras.layers.Conv2D, keras.layers.Dense)) or (
+                layer.weights and not layer._layers):
+            leaves.append(layer)
+            return
+        for sub in layer._layers:
+            visit(sub)
+
+    for layer in model._layers:
+        visit(layer)
+    return leaves
