@@ -130,3 +130,76 @@ def test_losses_match_official_values(name):
     for key, value in got.items():
         assert _np(value) == pytest.approx(float(io[key]), rel=1e-5), key
     assert ("loss_G_KLD" in got) == (name == "tiny_vae")
+
+
+# ---- perceptual loss ------------------------------------------------------------------------------
+
+def test_alexnet_perceptual_loss_is_lpips_times_lambda():
+    """The offline backbone's loss equals the lpips package's distances (fixture) times lambda_vgg."""
+    ref_path = SHARED / "fixtures" / "lpips" / "reference.npz"
+    weights = SHARED / "weights" / "lpips_alex_v0.1.npz"
+    if not ref_path.exists() or not weights.exists():
+        pytest.skip(f"LPIPS fixtures/weights not found under {SHARED}")
+    from spade_tf.config import get_preset
+    from spade_tf.perceptual import build_perceptual_loss
+
+    ref = np.load(ref_path)
+    p0 = ref["p0_64"][:6].astype(np.float32) / 127.5 - 1
+    p1 = ref["p1_64"][:6].astype(np.float32) / 127.5 - 1
+    loss = build_perceptual_loss(get_preset("tiny").replace(lambda_vgg=2.0), weights)
+    assert loss.kind == "alexnet"
+    for i in range(6):
+        assert float(loss(p0[i:i + 1], p1[i:i + 1])) == pytest.approx(2.0 * ref["dist_alex_64"][i], rel=1e-4)
+    # a batch is the mean of its samples
+    assert float(loss(p0, p1)) == pytest.approx(2.0 * ref["dist_alex_64"][:6].mean(), rel=1e-4)
+
+
+def test_vgg19_backbone_from_local_weights_file(tmp_path):
+    """`--vgg-weights PATH` loads a Keras VGG19 weights file; features are taken at relu{1..5}_1."""
+    import keras
+
+    from spade_tf.perceptual import VGG_LAYERS, build_vgg19_features, vgg_preprocess
+
+    keras.utils.set_random_seed(0)
+    reference = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
+    # the file Keras downloads is a legacy (Keras 2) .h5 weights file; write one in that format
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    path = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, reference)
+    features = build_vgg19_features(path)
+    images = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    got = features(images)
+    probe = keras.Model(reference.input, [reference.get_layer(n).output for n in VGG_LAYERS])
+    want = probe(vgg_preprocess(images))
+    assert [tuple(g.shape) for g in got] == [(1, 32, 32, 64), (1, 16, 16, 128), (1, 8, 8, 256),
+                                             (1, 4, 4, 512), (1, 2, 2, 512)]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-4)
+    assert not features.trainable_weights
+
+
+def test_vgg_preprocess_is_caffe_bgr_mean_subtracted():
+    from spade_tf.perceptual import vgg_preprocess
+
+    x = np.array([[[[1.0, -1.0, 0.0]]]], np.float32)  # RGB = (255, 0, 127.5)
+    np.testing.assert_allclose(np.asarray(vgg_preprocess(x))[0, 0, 0],
+                               [127.5 - 103.939, 0 - 116.779, 255 - 123.68], rtol=1e-6)
+
+
+def test_missing_perceptual_weights_stop_with_instructions(tmp_path):
+    from spade_tf.config import get_preset
+    from spade_tf.errors import SpadeError
+    from spade_tf.perceptual import build_perceptual_loss
+
+    cfg = get_preset("tiny").replace(perceptual_backbone="vgg19")
+    for kwargs in ({"weights": tmp_path / "missing.h5"}, {"weights": None, "allow_download": False}):
+        with pytest.raises(SpadeError) as err:
+            build_perceptual_loss(cfg, **kwargs)
+        for hint in ("--vgg-weights", "perceptual_backbone=alexnet", "lambda_vgg=0"):
+            assert hint in str(err.value)
+    with pytest.raises(SpadeError, match="lambda_vgg=0"):
+        build_perceptual_loss(get_preset("tiny"), tmp_path / "missing.npz")
+    assert build_perceptual_loss(cfg.replace(lambda_vgg=0.0), tmp_path / "missing.h5") is None
