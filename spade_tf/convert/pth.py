@@ -234,6 +234,10 @@ def _load_zip(path: Path, zf: zipfile.ZipFile, names: list[str]) -> dict[str, np
         record = f"{prefix}data/{ref.key}"
         if record not in names:
             raise SpadeError(f"{path}: storage record '{record}' is missing; the file is incomplete")
+        expected = ref.numel * _itemsize(ref)
+        if zf.getinfo(record).file_size != expected:  # checked before reading: no zip bombs
+            raise SpadeError(f"{path}: storage record '{record}' holds {zf.getinfo(record).file_size} "
+                             f"bytes, expected {expected}; the file is corrupt")
         ref.array = _storage_array(path, ref, zf.read(record), byteorder)
     return _to_state_dict(path, obj)
 
@@ -269,8 +273,7 @@ def _load_legacy(path: Path) -> dict[str, np.ndarray]:
         if count != ref.numel:
             raise SpadeError(f"{path}: storage '{key}' has {count} elements, the pickle says {ref.numel}; "
                              "the file is corrupt")
-        itemsize = 2 if ref.storage_type.dtype == "bfloat16" else np.dtype(ref.storage_type.dtype).itemsize
-        raw = f.read(count * itemsize)
+        raw = f.read(count * _itemsize(ref))
         ref.array = _storage_array(path, ref, raw, byteorder)
     return _to_state_dict(path, obj)
 
@@ -287,6 +290,11 @@ def _unpickle(path: Path, unpickler: _SafeUnpickler, what: str = "pickle"):
     except Exception as e:  # noqa: BLE001 - truncated/garbled pickles raise many types
         raise SpadeError(f"{path}: corrupt or truncated {what} ({type(e).__name__}: {e}); copy the file "
                          "again") from None
+
+
+def _itemsize(ref: _StorageRef) -> int:
+    dtype = ref.storage_type.dtype
+    return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
 
 
 def _storage_array(path: Path, ref: _StorageRef, raw: bytes, byteorder: str) -> np.ndarray:
