@@ -230,27 +230,34 @@ def _storages(obj) -> dict[str, _Storage]:
     return found
 
 
-def write_torch_file(path: Path, obj, legacy: bool, skip_record: bool = False) -> Path:
+def write_torch_file(path: Path, obj, legacy: bool, skip_record: bool = False,
+                     big_endian: bool = False) -> Path:
+    """Write `obj` as torch.save does (legacy: `_use_new_zipfile_serialization=False`)."""
     buf = io.BytesIO()
+    order = ">" if big_endian else "<"
+
+    def raw(storage: _Storage) -> bytes:
+        return storage.data.astype(storage.data.dtype.newbyteorder(order)).tobytes()
+
     if legacy:
         for header in (0x1950A86A20F9469CFC6C, 1001,
-                       {"protocol_version": 1001, "little_endian": True,
+                       {"protocol_version": 1001, "little_endian": not big_endian,
                         "type_sizes": {"short": 2, "int": 4, "long": 4}}):
             pickle.dump(header, buf, protocol=2)
         _TorchLikePickler(buf, legacy=True).dump(obj)
         storages = _storages(obj)
         pickle.dump(sorted(storages), buf, protocol=2)
         for key in sorted(storages):
-            buf.write(struct.pack("<q", storages[key].data.size) + storages[key].data.tobytes())
+            buf.write(struct.pack(f"{order}q", storages[key].data.size) + raw(storages[key]))
         path.write_bytes(buf.getvalue())
     else:
         _TorchLikePickler(buf, legacy=False).dump(obj)
         with zipfile.ZipFile(path, "w") as zf:
             zf.writestr("archive/data.pkl", buf.getvalue())
-            zf.writestr("archive/byteorder", "little")
+            zf.writestr("archive/byteorder", "big" if big_endian else "little")
             for key, storage in _storages(obj).items():
                 if not skip_record:
-                    zf.writestr(f"archive/data/{key}", storage.data.tobytes())
+                    zf.writestr(f"archive/data/{key}", raw(storage))
     return path
 
 
@@ -290,6 +297,16 @@ def test_strides_offsets_scalars_and_dtypes(tmp_path, legacy):
     assert loaded["int"].dtype == np.int32 and loaded["int"].tolist() == [9]
     for value in loaded.values():  # own memory, writable, C order: safe to hand to TF
         assert value.flags.c_contiguous and value.flags.writeable and value.flags.owndata
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_big_endian_files(tmp_path, legacy):
+    values = np.array([1.5, -2.0, 3.25e-3], np.float32)
+    sd = {"w": _Tensor(_Storage("0", "FloatStorage", values), 0, (3,), (1,)),
+          "n": _Tensor(_Storage("1", "LongStorage", np.array([258], np.int64)), 0, (), ())}
+    loaded = load_state_dict(write_torch_file(tmp_path / "be.pth", sd, legacy, big_endian=True))
+    np.testing.assert_array_equal(loaded["w"], values)
+    assert loaded["n"] == 258 and loaded["w"].dtype == np.dtype("=f4")
 
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
