@@ -15,7 +15,7 @@ class BatchNorm(keras.layers.Layer):
     """Batch norm without scale/shift: `(x - mean) / sqrt(var + eps)` over N, H, W.
 
     `synchronized=True` averages the batch statistics over all replicas of a
-    `tf.distribute` strategy (SynchronizedBatchNorm2d in the official code).
+    TensorFlow distribution strategy (SynchronizedBatchNorm2d in the official code).
 
     Input: [B, H, W, C]. Output: same shape. State: moving_mean, moving_variance [C].
     """
