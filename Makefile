@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= dev,export,demo,tfds
 DEMO_OUT ?= demo_out
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo demo-web browser clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,11 +19,21 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check spade_tf training export tests scripts
 
-test: $(STAMP) lint
+# Headless Chromium for the web demo's browser test, where the machine allows (root + Debian);
+# without it that one test is skipped with a reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium not installed: the browser test will be skipped"; }
+
+test: $(STAMP) lint browser
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
 	$(VENV)/bin/spade demo-job --out $(DEMO_OUT)
+
+demo-web: $(STAMP)
+	$(VENV)/bin/spade demo --model $(DEMO_OUT)/model
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
