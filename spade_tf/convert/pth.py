@@ -23,6 +23,7 @@ import io
 import pickle
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -238,12 +239,36 @@ def _load_zip(path: Path, zf: zipfile.ZipFile, names: list[str]) -> dict[str, np
         if zf.getinfo(record).file_size != expected:  # checked before reading: no zip bombs
             raise SpadeError(f"{path}: storage record '{record}' holds {zf.getinfo(record).file_size} "
                              f"bytes, expected {expected}; the file is corrupt")
-        ref.array = _storage_array(path, ref, zf.read(record), byteorder)
+        ref.array = _storage_array(path, ref, _read_record(path, zf, zf.getinfo(record)), byteorder)
     return _to_state_dict(path, obj)
 
 
+def _read_record(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray | bytes:
+    """A zip record's bytes in a fresh writable buffer. torch stores records uncompressed, so
+    they are read straight into the buffer (one copy) and their CRC is checked here."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        return zf.read(info)
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"bad local header for '{info.filename}'")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        buf = np.empty(info.file_size, np.uint8)  # not zero-filled: readinto fills it
+        if fh.readinto(memoryview(buf)) != info.file_size:
+            raise zipfile.BadZipFile(f"record '{info.filename}' is cut short")
+    if zlib.crc32(buf) != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file '{info.filename}'")
+    return buf
+
+
 def _load_legacy(path: Path) -> dict[str, np.ndarray]:
-    f = io.BytesIO(path.read_bytes())
+    with open(path, "rb") as f:
+        return _read_legacy(path, f)
+
+
+def _read_legacy(path: Path, f: io.BufferedReader) -> dict[str, np.ndarray]:
     try:
         magic = _SafeUnpickler(f, legacy=True).load()
         if magic != _LEGACY_MAGIC:
@@ -273,7 +298,9 @@ def _load_legacy(path: Path) -> dict[str, np.ndarray]:
         if count != ref.numel:
             raise SpadeError(f"{path}: storage '{key}' has {count} elements, the pickle says {ref.numel}; "
                              "the file is corrupt")
-        raw = f.read(count * _itemsize(ref))
+        raw = np.empty(count * _itemsize(ref), np.uint8)
+        if f.readinto(memoryview(raw)) != raw.size:
+            raise SpadeError(f"{path}: truncated: storage '{key}' is cut short; copy the file again")
         ref.array = _storage_array(path, ref, raw, byteorder)
     return _to_state_dict(path, obj)
 
@@ -297,7 +324,7 @@ def _itemsize(ref: _StorageRef) -> int:
     return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
 
 
-def _storage_array(path: Path, ref: _StorageRef, raw: bytes, byteorder: str) -> np.ndarray:
+def _storage_array(path: Path, ref: _StorageRef, raw: np.ndarray | bytes, byteorder: str) -> np.ndarray:
     dtype = ref.storage_type.dtype
     bfloat16 = dtype == "bfloat16"
     np_dtype = np.dtype("<u2" if bfloat16 else dtype)
@@ -306,13 +333,13 @@ def _storage_array(path: Path, ref: _StorageRef, raw: bytes, byteorder: str) -> 
     if len(raw) != ref.numel * np_dtype.itemsize:
         raise SpadeError(f"{path}: storage '{ref.key}' has {len(raw)} bytes, expected "
                          f"{ref.numel * np_dtype.itemsize}; the file is truncated or corrupt")
-    array = np.frombuffer(raw, dtype=np_dtype)
+    array = raw.view(np_dtype) if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=np_dtype)
     if bfloat16:  # bfloat16 is the top half of a float32
         return (array.astype(np.uint32) << 16).view(np.float32)
     return array.astype(np_dtype.newbyteorder("="), copy=False)
 
 
-def _materialise(path: Path, key: str, tensor: _LazyTensor) -> np.ndarray:
+def _materialise(path: Path, key: str, tensor: _LazyTensor, sole_user: bool) -> np.ndarray:
     ref, offset, size, stride = tensor.storage, tensor.offset, tensor.size, tensor.stride
 
     def bad(why: str) -> SpadeError:
@@ -333,9 +360,20 @@ def _materialise(path: Path, key: str, tensor: _LazyTensor) -> np.ndarray:
     if last >= storage.size:
         raise bad(f"reaches element {last} of a storage of {storage.size}")
     itemsize = storage.dtype.itemsize
+    whole = offset == 0 and storage.size == np.prod(size) and stride == _contiguous_strides(size)
+    if whole and sole_user and storage.flags.writeable:
+        return storage.reshape(size)  # the usual case: the storage buffer is this tensor's own
     view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
                                            strides=tuple(s * itemsize for s in stride), writeable=False)
     return np.array(view, copy=True, order="C")  # own, contiguous memory; never aliases the file buffer
+
+
+def _contiguous_strides(size: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(size):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
 
 def _to_state_dict(path: Path, obj) -> dict[str, np.ndarray]:
@@ -343,6 +381,7 @@ def _to_state_dict(path: Path, obj) -> dict[str, np.ndarray]:
         raise SpadeError(f"{path}: holds a single tensor, not a state dict; {_HINT}")
     if not isinstance(obj, dict):
         raise SpadeError(f"{path}: holds a {type(obj).__name__}, not a state dict; {_HINT}")
+    users = collections.Counter(id(v.storage) for v in obj.values() if isinstance(v, _LazyTensor))
     result: dict[str, np.ndarray] = {}
     for key, value in obj.items():
         if not isinstance(key, str):
@@ -354,5 +393,5 @@ def _to_state_dict(path: Path, obj) -> dict[str, np.ndarray]:
                           "on its own)")
             raise SpadeError(f"{path}: entry '{key}' holds {type(value).__name__}, not a tensor{nested}; "
                              f"this is not a plain state dict; {_HINT}")
-        result[key] = _materialise(path, key, value)
+        result[key] = _materialise(path, key, value, sole_user=users[id(value.storage)] == 1)
     return result
