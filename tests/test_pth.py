@@ -181,8 +181,9 @@ class _Global:
 
 
 class _Storage:
-    def __init__(self, key: str, type_name: str, data: np.ndarray) -> None:
+    def __init__(self, key: str, type_name: str, data: np.ndarray, numel: int | None = None) -> None:
         self.key, self.type_name, self.data = key, type_name, np.ascontiguousarray(data).ravel()
+        self.numel = self.data.size if numel is None else numel  # what the file claims
 
 
 class _Tensor:
@@ -212,7 +213,7 @@ class _TorchLikePickler(pickle._Pickler):
 
     def persistent_id(self, obj):
         if isinstance(obj, _Storage):
-            pid = ("storage", _Global("torch", obj.type_name), obj.key, "cpu", obj.data.size)
+            pid = ("storage", _Global("torch", obj.type_name), obj.key, "cpu", obj.numel)
             return pid + (None,) if self.legacy else pid
         return None
 
@@ -248,7 +249,7 @@ def write_torch_file(path: Path, obj, legacy: bool, skip_record: bool = False,
         storages = _storages(obj)
         pickle.dump(sorted(storages), buf, protocol=2)
         for key in sorted(storages):
-            buf.write(struct.pack(f"{order}q", storages[key].data.size) + raw(storages[key]))
+            buf.write(struct.pack(f"{order}q", storages[key].numel) + raw(storages[key]))
         path.write_bytes(buf.getvalue())
     else:
         _TorchLikePickler(buf, legacy=False).dump(obj)
@@ -324,6 +325,13 @@ def test_foreign_global_is_refused_and_never_called(tmp_path, legacy, module, na
     with pytest.raises(SpadeError, match=rf"evil\.pth: refuses to load global '{module}\.{name}'"):
         load_state_dict(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_huge_claimed_storage_is_refused_before_allocating(tmp_path, legacy):
+    sd = {"w": _Tensor(_Storage("0", "FloatStorage", np.ones(4, np.float32), numel=10**14), 0, (4,), (1,))}
+    with pytest.raises(SpadeError, match=r"huge\.pth: .*(cut short|expected 400000000000000)"):
+        load_state_dict(write_torch_file(tmp_path / "huge.pth", sd, legacy))
 
 
 def test_zip_without_data_pkl_is_a_clear_error(tmp_path):

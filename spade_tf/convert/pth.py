@@ -254,7 +254,10 @@ def _read_record(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.n
         if len(local) != 30 or local[:4] != b"PK\x03\x04":
             raise zipfile.BadZipFile(f"bad local header for '{info.filename}'")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
-        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        start = info.header_offset + 30 + name_len + extra_len
+        if start + info.file_size > path.stat().st_size:  # before allocating what the header claims
+            raise zipfile.BadZipFile(f"record '{info.filename}' is cut short")
+        fh.seek(start)
         buf = np.empty(info.file_size, np.uint8)  # not zero-filled: readinto fills it
         if fh.readinto(memoryview(buf)) != info.file_size:
             raise zipfile.BadZipFile(f"record '{info.filename}' is cut short")
@@ -289,6 +292,7 @@ def _read_legacy(path: Path, f: io.BufferedReader) -> dict[str, np.ndarray]:
     if not isinstance(keys, list) or set(map(str, keys)) != set(unpickler.storages):
         raise SpadeError(f"{path}: storage key list does not match the tensors; the file is corrupt")
     byteorder = "little" if little else "big"
+    file_size = path.stat().st_size
     for key in keys:
         ref = unpickler.storages[str(key)]
         header = f.read(8)
@@ -298,6 +302,8 @@ def _read_legacy(path: Path, f: io.BufferedReader) -> dict[str, np.ndarray]:
         if count != ref.numel:
             raise SpadeError(f"{path}: storage '{key}' has {count} elements, the pickle says {ref.numel}; "
                              "the file is corrupt")
+        if f.tell() + count * _itemsize(ref) > file_size:  # before allocating what the header claims
+            raise SpadeError(f"{path}: truncated: storage '{key}' is cut short; copy the file again")
         raw = np.empty(count * _itemsize(ref), np.uint8)
         if f.readinto(memoryview(raw)) != raw.size:
             raise SpadeError(f"{path}: truncated: storage '{key}' is cut short; copy the file again")
