@@ -351,9 +351,15 @@ def test_zip_missing_storage_record_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
-def test_out_of_bounds_layout_is_refused(tmp_path, legacy):
-    sd = {"w": _Tensor(_Storage("0", "FloatStorage", np.ones(4, np.float32)), 2, (2, 2), (2, 1))}
-    with pytest.raises(SpadeError, match=r"tensor 'w' reaches element 5 of a storage of 4"):
+@pytest.mark.parametrize("offset,size,stride,message", [
+    (2, (2, 2), (2, 1), r"tensor 'w' reaches element 5 of a storage of 4"),
+    (0, (10**12,), (0,), r"tensor 'w' is a broadcast view of 1000000000000 elements over a storage of 4"),
+    (0, (0, 10**30), (1, 1), r"tensor 'w' is too large to hold in memory"),
+    (-1, (1,), (1,), r"tensor 'w' has an invalid layout"),
+])
+def test_bad_layouts_are_refused(tmp_path, legacy, offset, size, stride, message):
+    sd = {"w": _Tensor(_Storage("0", "FloatStorage", np.ones(4, np.float32)), offset, size, stride)}
+    with pytest.raises(SpadeError, match=message):
         load_state_dict(write_torch_file(tmp_path / "oob.pth", sd, legacy))
 
 

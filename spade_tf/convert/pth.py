@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
 import struct
 import zipfile
@@ -49,6 +50,7 @@ _STORAGE_DTYPES = {
     "UntypedStorage": "u1",
 }
 
+_MAX_EXPANDED = 2**26  # elements; a real state dict never holds a bigger expanded (stride-0) tensor
 _HINT = ("save the weights with `torch.save(model.state_dict(), path)` (a plain dict of tensors), "
          "or convert them to .npz")
 
@@ -360,13 +362,24 @@ def _materialise(path: Path, key: str, tensor: _LazyTensor, sole_user: bool) -> 
     if len(size) != len(stride) or not valid or offset < 0:
         raise bad(f"has an invalid layout (size {size}, stride {stride}, offset {offset})")
     storage = ref.array
-    if 0 in size:
-        return np.zeros(size, dtype=storage.dtype)
+    try:
+        if 0 in size:
+            return np.zeros(size, dtype=storage.dtype)
+        return _strided_copy(storage, offset, size, stride, sole_user, bad)
+    except (MemoryError, ValueError, OverflowError):  # e.g. a stride-0 view claiming a huge size
+        raise bad(f"is too large to hold in memory (size {size})") from None
+
+
+def _strided_copy(storage: np.ndarray, offset: int, size: tuple, stride: tuple, sole_user: bool,
+                  bad) -> np.ndarray:
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
     if last >= storage.size:
         raise bad(f"reaches element {last} of a storage of {storage.size}")
+    numel = math.prod(size)
+    if numel > max(storage.size, _MAX_EXPANDED):  # only stride-0 views can be larger than storage
+        raise bad(f"is a broadcast view of {numel} elements over a storage of {storage.size}")
     itemsize = storage.dtype.itemsize
-    whole = offset == 0 and storage.size == np.prod(size) and stride == _contiguous_strides(size)
+    whole = offset == 0 and storage.size == numel and stride == _contiguous_strides(size)
     if whole and sole_user and storage.flags.writeable:
         return storage.reshape(size)  # the usual case: the storage buffer is this tensor's own
     view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
