@@ -134,6 +134,10 @@ def test_unrepresentable_options_are_refused(change, message):
 
 def test_missing_required_option_is_named():
     opt = _minimal()
-    del opt["ngf"]
+    del opt["ngf"], opt["z_dim"]
     with pytest.raises(SpadeError, match=r"my/opt\.txt: required option\(s\) \['ngf'\] missing"):
+        config_from_opt(opt, "my/opt.txt")
+    opt = {**_minimal(), "use_vae": True}
+    del opt["z_dim"]  # z_dim sizes the VAE generator's fc layer
+    with pytest.raises(SpadeError, match=r"required option\(s\) \['z_dim'\] missing"):
         config_from_opt(opt, "my/opt.txt")

@@ -25,14 +25,15 @@ _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)$")
 
 # Options copied onto SPADEConfig fields of the same name. The generator's (and encoder's)
-# weight layout depends on REQUIRED; the rest fall back to the official parser defaults, which
-# are SPADEConfig's defaults (a test-time options dump has no D or training options).
+# weight layout depends on REQUIRED (and z_dim with use_vae); the rest fall back to the official
+# parser defaults, which are SPADEConfig's defaults (a test-time options dump has no D or
+# training options).
 REQUIRED = ("label_nc", "contain_dontcare_label", "no_instance", "output_nc", "crop_size", "aspect_ratio",
-            "ngf", "num_upsampling_layers", "norm_G", "use_vae", "z_dim")
-OPTIONAL = ("name", "dataset_mode", "load_size", "preprocess_mode", "no_flip", "init_type", "init_variance",
-            "ndf", "num_D", "n_layers_D", "norm_D", "norm_E", "gan_mode", "lambda_feat", "lambda_vgg",
-            "lambda_kld", "batchSize", "lr", "beta1", "beta2", "no_TTUR", "niter", "niter_decay",
-            "D_steps_per_G")
+            "ngf", "num_upsampling_layers", "norm_G", "use_vae")
+OPTIONAL = ("z_dim", "name", "dataset_mode", "load_size", "preprocess_mode", "no_flip", "init_type",
+            "init_variance", "ndf", "num_D", "n_layers_D", "norm_D", "norm_E", "gan_mode", "lambda_feat",
+            "lambda_vgg", "lambda_kld", "batchSize", "lr", "beta1", "beta2", "no_TTUR", "niter",
+            "niter_decay", "D_steps_per_G")
 # Official options whose other values select code we do not have.
 _ONLY_SUPPORTED = {"netG": "spade", "netD": "multiscale", "netD_subarch": "n_layer", "model": "pix2pix"}
 
@@ -92,7 +93,7 @@ def config_from_opt(opt: dict[str, OptValue], source: str = "opt.txt") -> SPADEC
         if key in opt and opt[key] != supported:
             raise SpadeError(f"{source}: option '{key}' is '{opt[key]}'; only '{supported}' is supported "
                              "(this port implements the SPADE generator and multiscale discriminator)")
-    missing = [key for key in REQUIRED if key not in opt]
+    missing = [key for key in REQUIRED + (("z_dim",) if opt.get("use_vae") else ()) if key not in opt]
     if missing:
         raise SpadeError(f"{source}: required option(s) {missing} missing; they define the network "
                          "weights. Use the opt.txt saved next to the checkpoint")
