@@ -1,0 +1,305 @@
+"""Inference: load a trained or converted generator, read label maps, synthesize images.
+
+TensorFlow-only helpers (the exports in `spade_tf.export` reuse `z_from_seed` and
+`instance_edges` so a seed gives the same image in Python and in a SavedModel).
+
+Conventions
+- A label map is a single-channel PNG of class ids in [0, label_nc); 255 means "don't care" and
+  is accepted only when the model has `contain_dontcare_label` (it becomes id `label_nc`).
+- Label and instance maps of another size are resized to the model size with nearest-neighbour
+  (PIL NEAREST, as the official data loader resizes labels); style images with bicubic.
+- Images come out as uint8 `round((x + 1) * 127.5)` of the generator's [-1, 1] output (the
+  official `tensor2im` truncates instead; the two differ by at most one step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from spade_tf.config import SPADEConfig, load_config
+from spade_tf.errors import SpadeError
+
+DONT_CARE = 255
+
+
+# ---- shared with the exports ------------------------------------------------------------------
+def z_from_seed(seeds, z_dim: int):
+    """seeds int [B] → z float32 [B, z_dim], N(0, 1), the same on every machine (Philox)."""
+    seeds = tf.cast(tf.reshape(seeds, [-1]), tf.int64)
+
+    def one(seed):
+        return tf.random.stateless_normal([z_dim], seed=tf.stack([seed, tf.constant(0, tf.int64)]),
+                                          alg="philox")
+
+    return tf.map_fn(one, seeds, fn_output_signature=tf.TensorSpec([z_dim], tf.float32))
+
+
+def instance_edges(instance_map):
+    """Official `get_edges`: a pixel is an edge if a 4-neighbour has another instance id.
+
+    instance_map int [B, H, W] → float32 [B, H, W, 1] of 0/1.
+    """
+    t = tf.convert_to_tensor(instance_map)
+    dx = tf.not_equal(t[:, :, 1:], t[:, :, :-1])  # [B, H, W-1]
+    dy = tf.not_equal(t[:, 1:, :], t[:, :-1, :])  # [B, H-1, W]
+    false_col = tf.zeros_like(dx[:, :, :1])
+    false_row = tf.zeros_like(dy[:, :1, :])
+    edge = (tf.concat([false_col, dx], 2) | tf.concat([dx, false_col], 2)
+            | tf.concat([false_row, dy], 1) | tf.concat([dy, false_row], 1))
+    return tf.cast(edge, tf.float32)[..., None]
+
+
+def to_uint8(image):
+    """[-1, 1] float → uint8, rounded (values outside [-1, 1] cannot occur after tanh)."""
+    return tf.cast(tf.round((tf.clip_by_value(image, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
+
+
+# ---- files ------------------------------------------------------------------------------------
+def _open_image(path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+        return image
+    except FileNotFoundError:
+        raise SpadeError(f"{path}: file not found") from None
+    except OSError as e:
+        raise SpadeError(f"{path}: not a readable image ({e})") from None
+
+
+def _id_array(path, what: str) -> np.ndarray:
+    image = _open_image(path)
+    if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
+        raise SpadeError(
+            f"{path}: {what} must be a single-channel image of ids (PNG mode L, P or I), got mode "
+            f"'{image.mode}'. Colour-coded label maps are not class ids: convert them to ids first.")
+    # mode P: the palette indices are the ids (as PIL/official loaders read them)
+    return np.asarray(image).astype(np.int64)
+
+
+def _resize_ids(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest resize of an id array to (H, W) (PIL NEAREST: pixel-centre sampling, as official)."""
+    if ids.shape == tuple(size):
+        return ids
+    image = Image.fromarray(ids.astype(np.int32), mode="I")
+    return np.asarray(image.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
+
+
+def check_label_ids(ids: np.ndarray, config: SPADEConfig, source: str, allow_mapped: bool = False):
+    """Validate class ids and map 255 → label_nc (don't care). Returns int32 of the same shape.
+
+    `allow_mapped`: also accept id label_nc (don't care already mapped, as in dataset batches).
+    """
+    ids = np.asarray(ids).astype(np.int64)
+    dontcare = config.contain_dontcare_label
+    bad = (ids < 0) | (ids >= config.label_nc)
+    if dontcare:
+        bad &= ids != DONT_CARE
+        if allow_mapped:
+            bad &= ids != config.label_nc
+    if bad.any():
+        values = np.unique(ids[bad])
+        allowed = f"[0, {config.label_nc})" + (f" or {DONT_CARE} (don't care)" if dontcare else "")
+        hint = "" if dontcare or DONT_CARE not in values else (
+            f"; {DONT_CARE} is the don't-care label but this model has contain_dontcare_label=False")
+        raise SpadeError(f"{source}: class ids {values[:10].tolist()}{'...' if len(values) > 10 else ''} "
+                         f"outside {allowed} ({int(bad.sum())} pixels){hint}")
+    if dontcare:
+        ids = np.where(ids == DONT_CARE, config.label_nc, ids)
+    return ids.astype(np.int32)
+
+
+def read_label_map(path, config: SPADEConfig,
+                   on_resize: Callable[[str, tuple, tuple], None] | None = None) -> np.ndarray:
+    """Class-id PNG → int32 [H, W] at the model size (nearest resize), 255 → label_nc.
+
+    Raises SpadeError naming the file for unreadable files, colour images and ids the model does
+    not know. `on_resize(path, old_hw, new_hw)` is called when the map had another size.
+    """
+    ids = _id_array(path, "a label map")
+    ids = check_label_ids(ids, config, str(path))
+    size = config.image_size
+    if ids.shape != size and on_resize is not None:
+        on_resize(str(path), ids.shape, size)
+    return _resize_ids(ids, size).astype(np.int32)
+
+
+def read_instance_map(path, config: SPADEConfig) -> np.ndarray:
+    """Instance-id PNG (any integer mode) → int32 [H, W] at the model size (nearest)."""
+    return _resize_ids(_id_array(path, "an instance map"), config.image_size).astype(np.int32)
+
+
+def read_style_image(path, config: SPADEConfig) -> np.ndarray:
+    """RGB image → float32 [H, W, 3] in [-1, 1] at the model size (bicubic resize)."""
+    image = _open_image(path).convert("RGB")
+    h, w = config.image_size
+    if image.size != (w, h):
+        image = image.resize((w, h), Image.BICUBIC)
+    return np.asarray(image, np.float32) / 127.5 - 1.0
+
+
+# ---- model ------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class SpadeModel:
+    """A generator ready for inference: spectral norm folded, config, optional style encoder."""
+
+    generator: object  # SPADEGenerator (folded copy)
+    config: SPADEConfig
+    encoder: object | None = None  # ConvEncoder, VAE models only
+    source: str = ""
+
+    def __post_init__(self):
+        self._call = None
+
+    # z ---------------------------------------------------------------------------------------
+    def latent(self, batch: int, z=None, seed=None, style_image=None) -> np.ndarray | None:
+        """z float32 [batch, z_dim] for VAE models (None otherwise).
+
+        Priority: explicit z; else the style image's encoding (mu, or mu + std * eps(seed) when a
+        seed is given, as the official reparameterisation); else N(0, 1) from the seed (seed
+        None → 0). `seed` is one int for every row or a sequence of `batch` ints.
+        """
+        cfg = self.config
+        if not cfg.use_vae:
+            if z is not None or style_image is not None:
+                raise SpadeError("this model is not a VAE model (use_vae=False): it takes no z or style")
+            return None
+        if z is not None:
+            z = np.asarray(z, np.float32)
+            if z.shape != (batch, cfg.z_dim):
+                raise SpadeError(f"z must have shape ({batch}, {cfg.z_dim}), got {z.shape}")
+            return z
+        seeds = None if seed is None else np.broadcast_to(np.asarray(seed, np.int64), (batch,))
+        if style_image is not None:
+            if self.encoder is None:
+                raise SpadeError(f"{self.source}: style-guided synthesis needs the encoder "
+                                 "(encoder.keras next to generator.keras)")
+            style = np.asarray(style_image, np.float32)
+            if style.ndim == 3:
+                style = np.broadcast_to(style, (batch, *style.shape))
+            mu, logvar = self.encoder(tf.constant(style), training=False)
+            if seeds is None:
+                return np.asarray(mu, np.float32)
+            eps = z_from_seed(seeds, cfg.z_dim)
+            return np.asarray(mu + tf.exp(0.5 * logvar) * eps, np.float32)
+        if seeds is None:
+            seeds = np.zeros((batch,), np.int64)
+        return z_from_seed(seeds, cfg.z_dim).numpy()
+
+    # synthesis -------------------------------------------------------------------------------
+    def semantics(self, label_maps, instance_maps=None):
+        """ids int [B, H, W] (+ instance ids [B, H, W]) → one-hot float32 [B, H, W, semantic_nc].
+
+        Models with instance edges use edges of `instance_maps`, or all-zero edges when None.
+        """
+        from spade_tf.models import make_semantics
+
+        labels = np.asarray(label_maps)
+        if labels.ndim == 2:
+            labels = labels[None]
+        labels = check_label_ids(labels, self.config, "label_maps", allow_mapped=True)
+        if labels.shape[1:] != self.config.image_size:
+            raise SpadeError(f"label maps must be {self.config.image_size} (H, W) for this model, got "
+                             f"{labels.shape[1:]}; read_label_map resizes files")
+        edges = None
+        if self.config.use_instance_edges:
+            if instance_maps is None:
+                edges = tf.zeros((*labels.shape, 1), tf.float32)
+            else:
+                inst = np.asarray(instance_maps)
+                edges = instance_edges(inst[None] if inst.ndim == 2 else inst)
+        return make_semantics(tf.constant(labels), self.config, edges)
+
+    def synthesize_float(self, label_maps, z=None, seed=None, style_image=None, instance_maps=None):
+        """Like `synthesize` but returns the generator's float32 [B, H, W, 3] in [-1, 1]."""
+        semantics = self.semantics(label_maps, instance_maps)
+        z = self.latent(int(semantics.shape[0]), z=z, seed=seed, style_image=style_image)
+        if self._call is None:
+            generator = self.generator
+            self._call = tf.function(lambda s, z: generator(s, z=z, training=False), reduce_retracing=True)
+        out = self._call(semantics, None if z is None else tf.constant(z))
+        return out.numpy()
+
+    def synthesize(self, label_maps, z=None, seed=None, style_image=None, instance_maps=None) -> np.ndarray:
+        """Label maps int [B, H, W] (or [H, W]) → uint8 [B, H, W, 3].
+
+        VAE models: z explicit, or from `style_image` (float [H, W, 3] or [B, H, W, 3] in [-1, 1]),
+        or N(0, 1) drawn from `seed`. Other models ignore `seed`.
+        """
+        if not self.config.use_vae:
+            seed = None
+        image = self.synthesize_float(label_maps, z=z, seed=seed, style_image=style_image,
+                                      instance_maps=instance_maps)
+        return to_uint8(image).numpy()
+
+
+def _load_keras(path: Path):
+    import keras
+
+    import spade_tf.models  # noqa: F401 - registers the spade_tf layers for deserialisation
+
+    try:
+        return keras.saving.load_model(str(path), compile=False)
+    except (OSError, ValueError, TypeError) as e:
+        raise SpadeError(f"{path}: cannot load this Keras model ({e})") from None
+
+
+def load_generator(path: str | os.PathLike) -> SpadeModel:
+    """Load MODEL: a `generator.keras` file, or a folder holding `generator.keras` (+ `config.json`,
+    `encoder.keras`) as written by `spade convert` and `spade train`.
+
+    Returns a SpadeModel with the spectral norm folded into plain kernels.
+    """
+    path = Path(path)
+    if path.is_dir():
+        folder, g_path = path, path / "generator.keras"
+        if not g_path.exists():
+            raise SpadeError(f"{path}: no generator.keras in this folder; pass a generator .keras file or "
+                             "the output folder of `spade convert` / `spade train`")
+    elif path.exists():
+        if path.suffix != ".keras":
+            raise SpadeError(f"{path}: expected a .keras generator file or a model folder")
+        folder, g_path = path.parent, path
+    else:
+        raise SpadeError(f"{path}: model not found")
+    generator = _load_keras(g_path)
+    config = getattr(generator, "config", None)
+    if not isinstance(config, SPADEConfig):
+        raise SpadeError(f"{g_path}: not a spade_tf SPADEGenerator")
+    config_path = folder / "config.json"
+    if config_path.exists() and g_path.name == "generator.keras":
+        saved = load_config(str(config_path))
+        for key in ("label_nc", "contain_dontcare_label", "no_instance", "use_vae", "crop_size",
+                    "aspect_ratio", "num_upsampling_layers", "ngf", "z_dim"):
+            if getattr(saved, key) != getattr(config, key):
+                raise SpadeError(f"{config_path}: {key}={getattr(saved, key)!r} but {g_path.name} was built "
+                                 f"with {key}={getattr(config, key)!r}; the files do not belong together")
+    encoder = None
+    e_path = folder / "encoder.keras"
+    if config.use_vae and e_path.exists() and g_path.name == "generator.keras":
+        encoder = _load_keras(e_path)
+    return SpadeModel(generator=generator.folded(), config=config, encoder=encoder, source=str(path))
+
+
+def from_networks(generator, config: SPADEConfig, encoder=None) -> SpadeModel:
+    """A SpadeModel from in-memory networks (e.g. right after training), spectral norm folded."""
+    return SpadeModel(generator=generator.folded(), config=config, encoder=encoder, source="<memory>")
+
+
+def label_files(path: str | os.PathLike, suffixes: Sequence[str] = (".png",)) -> list[Path]:
+    """A label PNG, or every PNG under a folder (recursively, sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise SpadeError(f"{path}: no such file or folder")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise SpadeError(f"{path}: no {'/'.join(suffixes)} label maps in this folder")
+    return files
