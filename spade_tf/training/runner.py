@@ -1,0 +1,273 @@
+"""`train(...)`: what `spade train` runs. Builds data, networks, GauGAN, callbacks; resumes; fits;
+writes OUT_DIR/{generator.keras, encoder.keras, config.json, metrics.csv, samples/, logs/,
+checkpoints/}.
+
+Steps and epochs: a step is one official iteration (one batch). An epoch is one pass over the
+training set (its batch count); for the endless synthetic set, `steps_per_epoch`. `steps`/`epochs`
+are TOTALS, so re-running the same command after a crash continues to the same end point. The
+learning-rate epoch is `step // steps_per_epoch`, so a resume in the middle of an epoch keeps the
+official schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+from spade_tf.config import SPADEConfig
+from spade_tf.errors import SpadeError
+
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+SYNTHETIC_STEPS_PER_EPOCH = 1000
+# keys that define network shapes: an imported generator must agree on them
+ARCHITECTURE_KEYS = ("label_nc", "contain_dontcare_label", "no_instance", "output_nc", "crop_size",
+                     "aspect_ratio", "ngf", "z_dim", "use_vae", "num_upsampling_layers", "norm_G",
+                     "spade_nhidden")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    out_dir: Path
+    start_step: int
+    final_step: int
+    resumed: bool
+    generator_path: Path | None
+    encoder_path: Path | None
+    history: dict
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---- data ------------------------------------------------------------------------------------------
+def build_train_dataset(config: SPADEConfig, data_dir, batch_size: int, seed: int, repeat: bool):
+    """The data helper's `build_dataset` (synthetic set when data_dir is None)."""
+    try:
+        from spade_tf.data import build_dataset
+    except ImportError:
+        build_dataset = None
+    if build_dataset is None:
+        if data_dir is not None:
+            raise SpadeError("data loading (spade_tf.data.build_dataset) is not available in this build")
+        return _synthetic_fallback(config, batch_size, seed, repeat)
+    return build_dataset(config, data_dir, split="train", batch_size=batch_size, shuffle=True, seed=seed,
+                         repeat=repeat, drop_remainder=True)
+
+
+def _synthetic_fallback(config, batch_size, seed, repeat, n=256):
+    import numpy as np
+    import tensorflow as tf
+
+    from spade_tf.data.synthetic import generate
+
+    h, w = config.image_size
+    photos, labels, _ = generate(n, h, w, seed=0)
+    ds = tf.data.Dataset.from_tensor_slices({"label_map": labels.astype(np.int32),
+                                             "image": photos.astype(np.float32) / 127.5 - 1.0})
+    ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    return ds.batch(batch_size, drop_remainder=True).prefetch(2)
+
+
+def steps_per_epoch_of(config, data_dir, batch_size, seed, default=SYNTHETIC_STEPS_PER_EPOCH) -> int:
+    import tensorflow as tf
+
+    if data_dir is None:
+        return default
+    ds = build_train_dataset(config, data_dir, batch_size, seed, repeat=False)
+    n = int(ds.cardinality())
+    if n == tf.data.INFINITE_CARDINALITY:
+        return default
+    if n == tf.data.UNKNOWN_CARDINALITY:
+        n = sum(1 for _ in ds)
+    if n < 1:
+        raise SpadeError(f"{data_dir}: fewer training pairs than one batch of {batch_size}; "
+                         "lower batchSize (--set batchSize=1) or add data")
+    return n
+
+
+# ---- networks ----------------------------------------------------------------------------------------
+def _load_init_networks(init_dir, config):
+    """(G, D or None, E or None) from a converted folder (generator.keras ...) or an official one."""
+    import keras
+
+    import spade_tf.models  # noqa: F401  (registers the layers for load_model)
+    from spade_tf.config import load_config
+
+    init_dir = Path(init_dir)
+    if (init_dir / "generator.keras").exists():
+        if (init_dir / "config.json").exists():
+            _check_architecture(load_config(str(init_dir / "config.json")), config, init_dir / "config.json")
+        nets = []
+        for name in ("generator", "discriminator", "encoder"):
+            path = init_dir / f"{name}.keras"
+            nets.append(keras.saving.load_model(path, compile=False) if path.exists() else None)
+        return tuple(nets)
+    if list(init_dir.glob("*_net_G.pth")) or list(init_dir.glob("*_net_G.npz")):
+        from spade_tf.convert.official import load_official
+
+        src_config, g, d, e = load_official(init_dir)
+        _check_architecture(src_config, config, init_dir / "opt.txt")
+        return g, d, e
+    raise SpadeError(f"--init-generator {init_dir}: expected a folder with generator.keras (from "
+                     "`spade convert`) or an official checkpoint folder (opt.txt + latest_net_G.pth)")
+
+
+def _check_architecture(source: SPADEConfig, config: SPADEConfig, where) -> None:
+    diffs = [f"{k}: {getattr(source, k)!r} there vs {getattr(config, k)!r} here" for k in ARCHITECTURE_KEYS
+             if getattr(source, k) != getattr(config, k)]
+    if diffs:
+        raise SpadeError(f"--init-generator: {where} describes a different network ({'; '.join(diffs)}); "
+                         "pass matching --set values")
+
+
+def _copy_weights(dst, src, what):
+    if src is None or dst is None:
+        return False
+    try:
+        dst.set_weights(src.get_weights())
+    except ValueError as e:
+        raise SpadeError(f"--init-generator: the {what} does not fit this configuration ({e})") from e
+    return True
+
+
+def _have_tensorboard() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        _log("note: TensorBoard is not installed (pip install tensorboard): no TensorBoard logs; "
+             "metrics.csv and samples/ are written as usual")
+        return False
+    return True
+
+
+# ---- main entry ----------------------------------------------------------------------------------------
+def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None, epochs: int | None = None,
+          steps_per_epoch: int | None = None, save_every: int = 500, keep_checkpoints: int = 3,
+          perceptual_weights=None, allow_download: bool = True, mixed_precision: str = "none",
+          jit_compile: bool = False, init_generator=None, distribute: str = "auto", strategy=None,
+          log_every: int = 50, sample_every: int = 500, seed: int = 0, verbose="auto",
+          tensorboard: bool = True) -> TrainResult:
+    import keras
+    import tensorflow as tf
+
+    from spade_tf.models import build_networks
+    from spade_tf.models.gaugan import GauGAN
+    from spade_tf.perceptual import build_perceptual_loss
+    from spade_tf.training import callbacks as cb
+    from spade_tf.training.checkpoints import (
+        CHECKPOINT_DIR,
+        TrainingCheckpoints,
+        check_config_matches,
+        write_config,
+    )
+    from spade_tf.training.distribute import is_chief, make_strategy, num_replicas, worker_id
+    from spade_tf.training.schedule import StepLearningRateSchedule
+
+    if steps is not None and epochs is not None:
+        raise SpadeError("give --steps or --epochs, not both")
+    if mixed_precision not in MIXED_PRECISION:
+        raise SpadeError(f"--mixed-precision must be one of {MIXED_PRECISION}, got '{mixed_precision}'")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    previous = check_config_matches(out_dir, config)
+
+    strategy = strategy or make_strategy(distribute)
+    replicas = num_replicas(strategy)
+    chief = is_chief(strategy)
+    # non-chief workers of a multi-worker run write their (identical) state beside the chief's
+    own_dir = out_dir if chief else out_dir / f"worker{worker_id(strategy)}"
+    own_dir.mkdir(parents=True, exist_ok=True)
+    global_batch = config.batchSize
+    if global_batch % replicas:
+        raise SpadeError(f"batchSize={global_batch} is not divisible by the {replicas} replicas; "
+                         f"use --set batchSize={max(replicas, global_batch // replicas * replicas)}")
+
+    old_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32" if mixed_precision == "none" else mixed_precision)
+    try:
+        spe = steps_per_epoch or steps_per_epoch_of(config, data_dir, global_batch, seed)
+        total = steps if steps is not None else spe * (epochs if epochs is not None
+                                                       else config.niter + config.niter_decay)
+        with strategy.scope():
+            g, d, e = build_networks(config, synchronized_bn=replicas > 1)
+            perceptual = build_perceptual_loss(config, perceptual_weights, allow_download=allow_download)
+            model = GauGAN(config, g, d, e, perceptual, seed=seed)
+            model.compile(jit_compile=jit_compile)
+            model.build_optimizers()
+            epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+            ckpts = TrainingCheckpoints(model, own_dir / CHECKPOINT_DIR, keep_checkpoints, epoch_var)
+            start = ckpts.restore_latest()
+            resumed = start is not None
+            if resumed:
+                _log(f"resumed from step {start}")
+                if init_generator:
+                    _log(f"(--init-generator ignored: continuing the training in {out_dir})")
+            else:
+                start = 0
+                if init_generator:
+                    ig, idd, ie = _load_init_networks(init_generator, config)
+                    loaded = [n for n, dst, src in (("generator", g, ig), ("discriminator", d, idd),
+                                                    ("encoder", e, ie)) if _copy_weights(dst, src, n)]
+                    if model.ema_generator is not None:
+                        model.ema_generator.set_weights(g.get_weights())
+                    _log(f"initialised {', '.join(loaded)} from {init_generator}"
+                         + ("" if "discriminator" in loaded else " (discriminator: fresh)"))
+        if chief:
+            write_config(out_dir, config, {"seed": seed, "steps_per_epoch": spe, "total_steps": total,
+                                           "mixed_precision": mixed_precision, "replicas": replicas,
+                                           "jit_compile": bool(jit_compile),
+                                           "data": str(data_dir) if data_dir else "synthetic"})
+        if previous is not None and not resumed:
+            _log(f"note: {out_dir} has a config.json but no checkpoint; starting from step 0")
+
+        history = {}
+        guard = cb.NonFiniteLossGuard()
+        if start < total:
+            ds = build_train_dataset(config, data_dir, global_batch, seed, repeat=True)
+            sample_batch = next(iter(ds.take(1)))
+            sample_batch = {k: v[: min(4, global_batch)] for k, v in sample_batch.items()}
+            if start:
+                _log(f"restoring the data position: skipping {start} batches")
+                ds = ds.skip(start)
+            throughput = cb.Throughput(global_batch)
+            callbacks = [guard, cb.StopAtStep(total), StepLearningRateSchedule(config, spe, epoch_var),
+                         throughput]
+            if model.ema_generator is not None:
+                callbacks.append(cb.EMAUpdate())
+            callbacks.append(cb.PeriodicCheckpoint(ckpts, save_every, guard))
+            if chief:
+                tb_dir = own_dir / "logs" if tensorboard and _have_tensorboard() else None
+                callbacks += [
+                    cb.MetricsLogger(own_dir / "metrics.csv", config, log_every, throughput, tb_dir),
+                    cb.SampleImages(sample_batch, config, own_dir / "samples", sample_every, tb_dir)]
+            first_epoch = start // spe
+            n_epochs = math.ceil((total - start) / spe)
+            fit = model.fit(ds, epochs=first_epoch + n_epochs, initial_epoch=first_epoch, steps_per_epoch=spe,
+                            callbacks=callbacks, verbose=verbose)
+            history = fit.history
+        else:
+            _log(f"already trained to step {start} (target {total}); writing the final models")
+        if guard.failure is not None:
+            step, key, value = guard.failure
+            last = ckpts.manager.latest_checkpoint
+            raise SpadeError(f"training stopped: loss '{key}' became {value} at step {step}. The last good "
+                             f"checkpoint is {last or '(none yet)'}; rerunning resumes from it. Lower the "
+                             "learning rate (--set lr=...), or try without mixed precision.")
+        final = int(model.step_counter.numpy())
+        g_path = own_dir / "generator.keras"
+        model.sampling_generator.save(g_path)
+        e_path = None
+        if model.encoder is not None:
+            e_path = own_dir / "encoder.keras"
+            model.encoder.save(e_path)
+        if chief:
+            _log(f"trained to step {final}; generator: {g_path}" + (f", encoder: {e_path}" if e_path else ""))
+        return TrainResult(out_dir, start, final, resumed, g_path, e_path, history)
+    finally:
+        keras.mixed_precision.set_global_policy(old_policy)
+        sys.stdout.flush()
