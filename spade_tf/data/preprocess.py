@@ -83,8 +83,14 @@ def resize_nearest(x, new_h, new_w):
 def resize_photo(image, new_h, new_w):
     """Bicubic (antialiased, like Pillow) resize of a float [H, W, 3] photo in 0..255, re-quantised
     to whole 0..255 values as Pillow's 8-bit output is."""
-    out = tf.image.resize(image, tf.stack([new_h, new_w]), method="bicubic", antialias=True)
-    return tf.clip_by_value(tf.round(out), 0.0, 255.0)
+    shape = tf.shape(image)
+
+    def resize():
+        out = tf.image.resize(image, tf.stack([new_h, new_w]), method="bicubic", antialias=True)
+        return tf.clip_by_value(tf.round(out), 0.0, 255.0)
+
+    same = tf.logical_and(tf.equal(shape[0], new_h), tf.equal(shape[1], new_w))
+    return tf.cond(same, lambda: image, resize)  # Pillow also returns a copy when sizes match
 
 
 def crop_padded(x, top, left, height, width):
