@@ -69,3 +69,47 @@ def test_inspect_synthetic(capsys):
     assert main(["data", "inspect", "--preset", "tiny", "--batches", "2"]) == 0
     out = capsys.readouterr().out
     assert "512 scenes of 64x64" in out and "classes present: 8 of 8" in out and "images/s" in out
+
+
+def _script(name):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_facades_script_writes_palette_indices_as_ids(tmp_path):
+    """The download scripts need internet; their offline parts are checked on made-up inputs."""
+    import io
+    import zipfile
+
+    ids = np.array([[1, 2, 3], [12, 12, 1]], np.uint8)
+    pal = Image.fromarray(ids, mode="P")
+    pal.putpalette([0, 0, 0, 0, 0, 170, 0, 0, 255, 0, 85, 255] + [255, 0, 0] * 252)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, img in (("base/cmp_b0001.png", pal), ("base/cmp_b0001.jpg", Image.new("RGB", (3, 2)))):
+            data = io.BytesIO()
+            img.save(data, format="PNG" if name.endswith("png") else "JPEG")
+            z.writestr(name, data.getvalue())
+    count = _script("download_facades").arrange(zipfile.ZipFile(buf), tmp_path)
+    assert count == 1
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "train/labels/cmp_b0001.png")), ids)
+    assert main(["data", "validate", "--preset", "facades", "--data", str(tmp_path)]) == 0
+
+
+def test_coco_instance_map_script(tmp_path):
+    import json
+
+    (tmp_path / "lab").mkdir()
+    Image.fromarray(np.full((20, 20), 156, np.uint8)).save(tmp_path / "lab" / "000000000001.png")
+    ann = {"images": [{"id": 1, "file_name": "000000000001.jpg"}],
+           "annotations": [{"image_id": 1, "segmentation": [[3, 3, 10, 3, 10, 10, 3, 10]]},
+                           {"image_id": 1, "segmentation": [[12, 12, 18, 12, 18, 18, 12, 18]]}]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    _script("download_cocostuff").instance_maps(tmp_path / "ann.json", tmp_path / "lab", tmp_path / "inst")
+    inst = np.asarray(Image.open(tmp_path / "inst" / "000000000001.png"))
+    assert inst[5, 5] == 0 and inst[15, 15] == 1 and inst[0, 0] == 156  # things numbered, stuff kept
