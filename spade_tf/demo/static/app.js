@@ -7,7 +7,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   info: null, W: 0, H: 0, ids: null, base: null, classes: [], lut: null, classId: 0,
   tool: "brush", size: 8, undo: [], redo: [], seed: 0, style: null,
-  inflight: false, dirty: false, timer: null, version: 0, resultBlob: null, stroke: null,
+  inflight: false, dirty: false, timer: null, version: 0, resultBlob: null, resultUrl: null, shownIds: null,
+  stroke: null,
 };
 const MAX_UNDO = 100;
 const DEBOUNCE_MS = 120;
@@ -225,6 +226,7 @@ async function synthesize() {
   state.inflight = true;
   state.dirty = false;
   const form = new FormData();
+  const sent = state.ids.slice();
   form.append("label", await labelPng(), "label.png");
   form.append("seed", String(state.seed));
   if (state.style) form.append("style", state.style, state.style.name || "style");
@@ -250,6 +252,7 @@ async function synthesize() {
       if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
       state.resultUrl = url;
       state.resultBlob = blob;
+      state.shownIds = sent;
       state.version += 1;
       img.dataset.version = String(state.version);
       $("download-photo").disabled = false;
@@ -441,5 +444,7 @@ async function init() {
 }
 
 // Hooks for scripts and the browser test.
-window.spadeDemo = { state, labelPng, synthesize, selectClass, setTool, undo, redo };
+// isSynced(): the photo shown was made from the label map as it is now.
+const isSynced = () => !!state.shownIds && !state.inflight && !state.dirty && sameMap(state.shownIds, state.ids);
+window.spadeDemo = { state, labelPng, synthesize, selectClass, setTool, undo, redo, isSynced };
 init().catch((err) => setStatus(`cannot start: ${err}`, true));
