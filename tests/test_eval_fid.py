@@ -121,6 +121,6 @@ def test_distances_use_extractor_labels():
     rs = np.random.RandomState(0)
     out = fid.distances(rs.standard_normal((20, 2)), rs.standard_normal((15, 2)), ext, kid_subsets=3,
                         kid_subset_size=10)
-    assert {"fd_alexnet", "kid_alexnet", "kid_alexnet_std", "n_real", "n_fake", "features"} <= set(out)
+    assert {"fd_alexnet", "kid_alexnet", "kid_alexnet_std", "n_real", "n_fake", "feature_network"} <= set(out)
     assert "fid" not in out and "kid" not in out
     assert (out["n_real"], out["n_fake"], out["kid_subset_size"]) == (20, 15, 10)

@@ -307,5 +307,5 @@ def distances(real_features, fake_features, extractor: FeatureExtractor, kid_sub
         "kid_subset_size": size,
         "n_real": int(len(real_features)),
         "n_fake": int(len(fake_features)),
-        "features": extractor.network,
+        "feature_network": extractor.network,
     }
