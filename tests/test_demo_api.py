@@ -252,6 +252,17 @@ def test_dont_care_is_value_255(tmp_path):
     assert len(classes) == 151 and classes[150].value == 255 and classes[149].value == 149
 
 
+@pytest.mark.parametrize("runtime", ["savedmodel", "tflite"])
+def test_exported_runtimes_give_the_keras_image(demo, runtime):
+    if runtime == "tflite":
+        pytest.importorskip("ai_edge_litert", reason="the export extra (ai-edge-litert) is not installed")
+    exported = DemoModel(demo.model, demo.classes, [], runtime=runtime)
+    ids = stripes().astype(np.int32)
+    a, b = exported.synthesize(ids), demo.synthesize(ids)
+    assert a.shape == b.shape == (SIZE, SIZE, 3)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
 def test_cli_demo_parser_defaults_to_loopback():
     from spade_tf.cli import build_parser
 

@@ -38,6 +38,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None,
                    help="label PNG or folder of class-id PNGs offered as starting maps "
                         "(default: a few generated scenes for synthetic-data models)")
+    p.add_argument("--runtime", choices=("keras", "savedmodel", "tflite"), default="keras",
+                   help="what runs the generator: keras (compiled graph, default), savedmodel or tflite "
+                        "(exported from MODEL at start, or read from --runtime-path)")
+    p.add_argument("--runtime-path", default=None,
+                   help="an existing export of MODEL for --runtime savedmodel/tflite (from `spade export`)")
     p.add_argument("--max-upload-mb", type=float, default=8.0, help="request body limit (default: 8 MB)")
     return p
 
@@ -58,10 +63,13 @@ def run(args) -> int:
     from spade_tf.demo.backend import DemoModel
     from spade_tf.demo.server import create_app, run_server
 
-    demo = DemoModel.load(args.model, labels=args.labels)
+    if args.runtime_path and args.runtime == "keras":
+        raise SpadeError("--runtime-path needs --runtime savedmodel or tflite")
+    demo = DemoModel.load(args.model, labels=args.labels, runtime=args.runtime,
+                          runtime_path=args.runtime_path)
     h, w = demo.config.image_size
     print(f"spade demo: model {args.model} ({w}x{h}, {len(demo.classes)} classes, "
-          f"{len(demo.examples)} starting maps); compiling…", flush=True)
+          f"{len(demo.examples)} starting maps, runtime {args.runtime}); compiling…", flush=True)
     app = create_app(demo, workers=args.workers, queue=args.queue,
                      max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host

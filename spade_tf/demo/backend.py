@@ -105,39 +105,134 @@ def demo_classes(config: SPADEConfig, model_dir: Path | None = None) -> list[Dem
     return out
 
 
+RUNTIMES = ("keras", "savedmodel", "tflite")
+
+
+def keras_engine(model: SpadeModel):
+    """ids int32 [H, W], z float32 [1, z_dim] or None → uint8 [H, W, 3], one compiled graph."""
+    cfg = model.config
+    h, w = cfg.image_size
+    generator = model.generator
+    signature = [tf.TensorSpec([None, h, w], tf.int32)]
+    if cfg.use_vae:
+        signature.append(tf.TensorSpec([None, cfg.z_dim], tf.float32))
+
+    # Painted maps have no instance map: class boundaries stand in for instance edges (for
+    # Cityscapes every class boundary is an instance boundary too).
+    def run(ids, z=None):
+        edges = instance_edges(ids) if cfg.use_instance_edges else None
+        return to_uint8(generator(make_semantics(ids, cfg, edges), z=z, training=False))
+
+    compiled = tf.function(run, input_signature=signature)
+
+    def engine(ids, z):
+        args = [tf.constant(ids[None])] + ([tf.constant(z)] if cfg.use_vae else [])
+        return compiled(*args).numpy()[0]
+
+    return engine
+
+
+def _export_feeds(cfg: SPADEConfig, ids: np.ndarray, z) -> dict[str, np.ndarray]:
+    """Inputs of the exported signatures: label values (don't care → 255), z, instance map = labels."""
+    values = ids[None].astype(np.int32)
+    if cfg.contain_dontcare_label:
+        values = np.where(values == cfg.label_nc, DONT_CARE, values).astype(np.int32)
+    feeds = {"label_map": values}
+    if cfg.use_vae:
+        feeds["z"] = np.asarray(z, np.float32)
+    if cfg.use_instance_edges:
+        feeds["instance_map"] = values  # edges at class boundaries, as the Keras engine
+    return feeds
+
+
+def savedmodel_engine(model: SpadeModel, path=None):
+    """The exported SavedModel (`spade export`; written to a temporary folder when `path` is None)."""
+    if path is None:
+        from spade_tf.export.saved_model import SpadeServingModule, save_module
+
+        path = save_module(SpadeServingModule(model), Path(_scratch()) / "saved_model")
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except (OSError, ValueError) as e:
+        raise SpadeError(f"{path}: cannot load this SavedModel ({e})") from None
+    cfg = model.config
+    name = "with_z" if cfg.use_vae else "serving_default"
+    if name not in loaded.signatures:
+        raise SpadeError(f"{path}: no '{name}' signature; export it with `spade export` from this model")
+    signature = loaded.signatures[name]
+
+    def engine(ids, z):
+        feeds = {k: tf.constant(v) for k, v in _export_feeds(cfg, ids, z).items()}
+        return signature(**feeds)["image"].numpy()[0]
+
+    engine.keep_alive = loaded
+    return engine
+
+
+def tflite_engine(model: SpadeModel, path=None, num_threads: int | None = None):
+    """The TFLite export (float32; converted to a temporary file when `path` is None).
+
+    LiteRT interpreters are not thread-safe: each worker thread gets its own.
+    """
+    import threading
+
+    from spade_tf.export.tflite import export_tflite, interpreter, run_tflite
+
+    if path is None:
+        path = export_tflite(model, Path(_scratch()) / "model.tflite")
+    local = threading.local()
+    cfg = model.config
+
+    def engine(ids, z):
+        if getattr(local, "interp", None) is None:
+            local.interp = interpreter(path, num_threads=num_threads)
+        return np.asarray(run_tflite(local.interp, _export_feeds(cfg, ids, z))["image"])[0]
+
+    return engine
+
+
+def _scratch() -> str:
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="spade-demo-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 class DemoModel:
     """What the server needs: config, palette, examples and `synthesize(ids, seed, style)`."""
 
     def __init__(self, model: SpadeModel, classes: list[DemoClass], examples: list[tuple[str, np.ndarray]],
-                 name: str = ""):
+                 name: str = "", runtime: str = "keras", runtime_path=None):
+        if runtime not in RUNTIMES:
+            raise SpadeError(f"runtime '{runtime}': choose one of {RUNTIMES}")
         self.model = model
         self.config = model.config
         self.classes = classes
         self.examples = examples  # [(name, int32 [H, W] of one-hot ids)]
         self.name = name or Path(model.source).name
-        cfg = self.config
-        h, w = cfg.image_size
-        generator = model.generator
-        signature = [tf.TensorSpec([None, h, w], tf.int32)]
-        if cfg.use_vae:
-            signature.append(tf.TensorSpec([None, cfg.z_dim], tf.float32))
-
-        # Painted maps have no instance map: class boundaries stand in for instance edges (for
-        # Cityscapes every class boundary is an instance boundary too).
-        def run(ids, z=None):
-            edges = instance_edges(ids) if cfg.use_instance_edges else None
-            return to_uint8(generator(make_semantics(ids, cfg, edges), z=z, training=False))
-
-        self._run = tf.function(run, input_signature=signature)
+        self.runtime = runtime
+        if runtime == "keras":
+            self._engine = keras_engine(model)
+        elif runtime == "savedmodel":
+            self._engine = savedmodel_engine(model, runtime_path)
+        else:
+            self._engine = tflite_engine(model, runtime_path)
 
     @classmethod
-    def load(cls, path, labels=None, max_examples: int = 24) -> DemoModel:
-        """MODEL as `load_generator` takes it; `labels`: a label PNG or folder of examples."""
+    def load(cls, path, labels=None, max_examples: int = 24, runtime: str = "keras",
+             runtime_path=None) -> DemoModel:
+        """MODEL as `load_generator` takes it; `labels`: a label PNG or folder of examples;
+        `runtime`: keras (compiled Keras graph), savedmodel or tflite (exported from MODEL at start,
+        or loaded from `runtime_path`)."""
         model = load_generator(path)
         path = Path(path)
         model_dir = path if path.is_dir() else path.parent
         classes = demo_classes(model.config, model_dir)
-        return cls(model, classes, load_examples(model.config, labels, max_examples), name=model_dir.name)
+        return cls(model, classes, load_examples(model.config, labels, max_examples), name=model_dir.name,
+                   runtime=runtime, runtime_path=runtime_path)
 
     @property
     def has_encoder(self) -> bool:
@@ -151,16 +246,16 @@ class DemoModel:
         """ids int32 [H, W] (one-hot ids, already checked) → uint8 [H, W, 3].
 
         VAE models: z = the style image's encoder mean when `style` (float [H, W, 3] in [-1, 1]) is
-        given, else N(0, 1) from `seed`. Other models ignore both.
+        given, else N(0, 1) from `seed` (the same z as `spade synthesize --seed`). Other models
+        ignore both.
         """
-        args = [tf.constant(ids[None].astype(np.int32))]
+        z = None
         if self.config.use_vae:
             if style is not None:
                 z = self.model.latent(1, style_image=style)
             else:
                 z = self.model.latent(1, seed=seed)
-            args.append(tf.constant(z))
-        return self._run(*args).numpy()[0]
+        return self._engine(np.asarray(ids, np.int32), z)
 
 
 def load_examples(config: SPADEConfig, labels=None, limit: int = 24) -> list[tuple[str, np.ndarray]]:
