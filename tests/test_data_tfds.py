@@ -63,3 +63,17 @@ def test_bad_file_stops_the_build_naming_it(tmp_path):
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(manual / "train" / "labels" / "s1.png")
     with pytest.raises(SpadeError, match=r"s1\.png"):
         tfds_builder.build("custom", manual, tmp_path / "tfds")
+
+
+def test_cli_build_tfds_then_inspect(tmp_path, capsys):
+    from spade_tf.cli import main
+
+    manual = tmp_path / "manual"
+    make_split(manual, "train", 2)
+    assert main(["data", "build-tfds", "--config", "custom", "--manual-dir", str(manual),
+                 "--data-dir", str(tmp_path / "tfds")]) == 0
+    out_dir = capsys.readouterr().out.strip().splitlines()[-1]
+    assert out_dir.endswith("spade_folders/custom/1.0.0")
+    assert main(["data", "inspect", "--preset", "custom", "--data", out_dir, "--batches", "1",
+                 "--set", "batchSize=1", "--set", "load_size=32", "--set", "crop_size=32"]) == 0
+    assert "splits train 2" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 EXAMPLES = """examples:
   # check every pair (exit status 1 and a list of bad files, grouped by problem, if any)
@@ -13,6 +14,9 @@ EXAMPLES = """examples:
   # counts, class histogram and pipeline throughput (images/s)
   spade data inspect --preset tiny                      # the embedded synthetic dataset
   spade data inspect --preset facades --data ../shared/data/facades --batches 50 --set batchSize=8
+
+  # TFRecords via TFDS (then --data the printed folder in train/inspect)
+  spade data build-tfds --config facades --manual-dir ../shared/data/facades --data-dir ~/tensorflow_datasets
 
 Layouts (see spade_tf/data/layouts.py): ade20k = ADEChallengeData2016/, cocostuff =
 {train,val}_{img,label,inst}/, cityscapes = leftImg8bit/ + gtFine/, facades and custom =
@@ -26,7 +30,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         description="Validate every photo/label pair of a dataset, or inspect counts, classes and "
                     "pipeline throughput.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="data_command", metavar="{validate,inspect}")
+    sub = p.add_subparsers(dest="data_command", metavar="{validate,inspect,build-tfds}")
     for name, text in (("validate", "check every pair; non-zero exit listing all bad files"),
                        ("inspect", "counts, class histogram, pipeline throughput")):
         s = sub.add_parser(name, help=text, description=text, epilog=EXAMPLES,
@@ -46,6 +50,14 @@ def register(subparsers) -> argparse.ArgumentParser:
                            help="only histogram the first N pairs (default: all)")
             s.add_argument("--cache", action="store_true", help="time with the decoded-pair cache on")
             s.add_argument("--top", type=int, default=20, help="classes shown in the histogram (default 20)")
+    b = sub.add_parser("build-tfds", help="build a facades/custom folder into TFRecords (TFDS)",
+                       description="Build images/ + labels/ [+ instances/] folders into a TFDS dataset "
+                                   "(spade_folders/<config>); prints the folder to give as --data.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--config", default="custom", choices=("facades", "custom", "custom_instances"))
+    b.add_argument("--manual-dir", required=True, help="the folder with {train,val}/images + labels")
+    b.add_argument("--data-dir", default=str(Path.home() / "tensorflow_datasets"),
+                   help="TFDS data dir (default ~/tensorflow_datasets)")
     return p
 
 
@@ -63,10 +75,16 @@ def _progress(total, desc):
 
 def run(args) -> int:
     if not getattr(args, "data_command", None):
-        print("spade data: choose a subcommand: validate or inspect (see spade data --help)", file=sys.stderr)
+        print("spade data: choose a subcommand: validate, inspect or build-tfds (see spade data --help)",
+              file=sys.stderr)
         return 2
     if args.data_command == "validate":
         return _validate(args)
+    if args.data_command == "build-tfds":
+        from spade_tf.data import tfds_builder
+
+        print(tfds_builder.build(args.config, args.manual_dir, args.data_dir))
+        return 0
     return _inspect(args)
 
 
@@ -105,6 +123,15 @@ def _inspect(args) -> int:
         _, labels, _ = synthetic.generate(n, h, w, pipeline.SYNTHETIC_SEED + (args.split != "train"))
         hist = np.bincount(labels.ravel(), minlength=config.num_label_channels)
         print(f"embedded synthetic dataset ({args.split}): {n} scenes of {w}x{h}")
+        report = None
+    elif (Path(args.data) / "dataset_info.json").is_file():  # a TFDS-built copy
+        import tensorflow_datasets as tfds
+
+        info = tfds.builder_from_directory(args.data).info
+        print(f"{args.data}: TFDS dataset {info.full_name}, splits "
+              + ", ".join(f"{k} {v.num_examples}" for k, v in info.splits.items()))
+        hist = np.zeros(config.num_label_channels, np.int64)
+        report = None
     else:
         pairs = pipeline.list_pairs(config, args.data, args.split, skip_bad=True)
         with _progress(min(len(pairs), args.limit or len(pairs)), "reading") as bar:
@@ -118,7 +145,8 @@ def _inspect(args) -> int:
     names = {i: name for i, name, _ in class_table(config)}
     total = max(int(hist.sum()), 1)
     present = int((hist > 0).sum())
-    print(f"classes present: {present} of {config.num_label_channels}; top {args.top} by pixels:")
+    if hist.sum():
+        print(f"classes present: {present} of {config.num_label_channels}; top {args.top} by pixels:")
     for i in np.argsort(-hist)[: args.top]:
         if hist[i] == 0:
             break
@@ -129,7 +157,11 @@ def _inspect(args) -> int:
     ds = build_dataset(config, args.data, split=args.split, repeat=True, skip_bad=True,
                        cache=args.cache)
     it = iter(ds)
-    next(it)  # warm-up: graph tracing, first files
+    warmup = 1  # graph tracing, first files
+    if args.cache and report is not None:  # fill the cache: one full epoch first
+        warmup = -(-report.good // config.batchSize) + 1
+    for _ in tqdm(range(warmup), desc="warm-up", unit="batch", file=sys.stderr, disable=None):
+        next(it)
     start = time.perf_counter()
     for _ in tqdm(range(args.batches), desc="pipeline", unit="batch", file=sys.stderr, disable=None):
         next(it)
@@ -137,5 +169,5 @@ def _inspect(args) -> int:
     images = args.batches * config.batchSize
     h, w = next(it)["image"].shape[1:3]
     print(f"pipeline: {images / seconds:.1f} images/s ({args.batches} batches of {config.batchSize} at "
-          f"{w}x{h}, {seconds:.2f} s, after one warm-up batch)")
+          f"{w}x{h}, {seconds:.2f} s, after {warmup} warm-up batch(es))")
     return 0

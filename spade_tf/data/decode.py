@@ -36,14 +36,17 @@ def _open(path: str) -> Image.Image:
 
 def read_photo(path: str) -> np.ndarray:
     """uint8 [H, W, 3] (any mode converted to RGB, as official `convert('RGB')`)."""
-    return np.asarray(_open(path).convert("RGB"))
+    img = _open(path)
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
 def _ids(img: Image.Image, path: str, what: str) -> np.ndarray:
     """Integer ids [H, W] from a single-channel image (L, P, I, I;16, 1) or an RGB image whose
     channels are all equal (a greyscale map saved as RGB)."""
-    if img.mode in ("L", "P", "1"):
-        return np.asarray(img, dtype=np.uint8).astype(np.int32)
+    if img.mode in ("L", "P"):
+        return np.asarray(img)  # uint8; kept small until TensorFlow casts it
+    if img.mode == "1":
+        return np.asarray(img).astype(np.uint8)
     if img.mode.startswith("I"):
         return np.asarray(img).astype(np.int32)
     if img.mode in ("RGB", "RGBA", "LA"):
@@ -63,7 +66,8 @@ def _ids(img: Image.Image, path: str, what: str) -> np.ndarray:
 def check_label_values(ids: np.ndarray, config, path: str) -> np.ndarray:
     """Map don't care (255) to `label_nc` and reject ids the model has no channel for.
 
-    Valid: 0 .. num_label_channels-1, plus 255 when `contain_dontcare_label`. Returns int32 [H, W].
+    Valid: 0 .. num_label_channels-1, plus 255 when `contain_dontcare_label`. Returns [H, W] ids
+    in the input's integer dtype (uint8 for 8-bit files: label_nc <= 254 then).
     """
     n = config.num_label_channels
     bad = ids >= n
@@ -78,10 +82,12 @@ def check_label_values(ids: np.ndarray, config, path: str) -> np.ndarray:
         raise BadPair("label_value", path, f"label value(s) {shown} out of range ({int(bad.sum())} "
                       f"pixels); label_nc={config.label_nc} allows {allowed}. Fix the label or the "
                       f"label_nc / contain_dontcare_label settings")
-    out = ids.astype(np.int32)
     if config.contain_dontcare_label:
-        out[ids == DONT_CARE_VALUE] = config.label_nc
-    return out
+        dont_care = ids == DONT_CARE_VALUE
+        if dont_care.any():
+            ids = ids.copy()
+            ids[dont_care] = config.label_nc
+    return ids
 
 
 def read_label(path: str, config) -> np.ndarray:
@@ -93,7 +99,7 @@ def read_instance(path: str) -> np.ndarray:
 
 
 def read_pair(image_path: str, label_path: str, instance_path: str, config):
-    """(photo uint8 [H,W,3], label int32 [H,W], instance int32 [H,W] or None), checked.
+    """(photo uint8 [H,W,3], label ids [H,W], instance ids [H,W] or None), checked.
 
     Raises BadPair naming the file: unreadable, label format, label value, size mismatch.
     """

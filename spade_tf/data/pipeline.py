@@ -170,6 +170,9 @@ def _file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache):
     skips = SkipLog()
     want_inst = config.use_instance_edges
 
+    # labels leave Python as uint8 when every id fits (less to copy under the GIL)
+    label_dtype = np.uint8 if config.num_label_channels <= 255 else np.int32
+
     def load(image_path, label_path, instance_path):
         paths = [p.decode() for p in (image_path, label_path, instance_path)]
         try:
@@ -178,18 +181,17 @@ def _file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache):
             if not skip_bad:
                 raise ValueError(f"{_MARK}{e}") from None
             skips.add(str(e))
-            return (np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.int32), np.zeros((1, 1), np.int32),
+            return (np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), label_dtype), np.zeros((1, 1), np.int32),
                     False)
-        if instance is None:
-            instance = np.zeros((1, 1), np.int32)
-        return photo, label, instance, True
+        instance = np.zeros((1, 1), np.int32) if instance is None else instance.astype(np.int32, copy=False)
+        return photo, label.astype(label_dtype, copy=False), instance, True
 
     def load_tf(image_path, label_path, instance_path):
         photo, label, instance, ok = tf.numpy_function(
-            load, [image_path, label_path, instance_path], [tf.uint8, tf.int32, tf.int32, tf.bool],
-            stateful=False)
+            load, [image_path, label_path, instance_path],
+            [tf.uint8, tf.as_dtype(label_dtype), tf.int32, tf.bool], stateful=False)
         example = {"image": tf.ensure_shape(photo, (None, None, 3)),
-                   "label": tf.ensure_shape(label, (None, None)), "ok": ok}
+                   "label": tf.cast(tf.ensure_shape(label, (None, None)), tf.int32), "ok": ok}
         if want_inst:
             example["instance"] = tf.ensure_shape(instance, (None, None))
         return example

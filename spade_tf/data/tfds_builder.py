@@ -4,8 +4,8 @@ Configs: `facades` (photos + labels), `custom` (the same layout, any data), `cus
 (+ instance maps). The folder is the TFDS *manual dir*, in the layouts.py folder layout:
 `<dir>/{train,val}/{images,labels[,instances]}` (or `images/ labels/` directly for train only).
 
-    python -m spade_tf.data.tfds_builder --config facades --manual_dir ../shared/data/facades \
-        --data_dir ~/tensorflow_datasets
+    spade data build-tfds --config facades --manual-dir ../shared/data/facades \
+        --data-dir ~/tensorflow_datasets
     # or, with the TFDS CLI (needs apache-beam installed, which tfds 4.9's CLI imports):
     tfds build spade_folders --imports spade_tf.data.tfds_builder --config facades \
         --manual_dir ../shared/data/facades
@@ -18,7 +18,6 @@ the build with the file's name.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -113,17 +112,3 @@ def build(config: str, manual_dir, data_dir) -> Path:
     builder = SpadeFolders(config=config, data_dir=str(data_dir))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
     return Path(builder.data_dir)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Build a SPADE folder dataset into TFRecords (TFDS).")
-    parser.add_argument("--config", default="custom", choices=[c.name for c in SpadeFolders.BUILDER_CONFIGS])
-    parser.add_argument("--manual_dir", required=True, help="the images/ + labels/ folder")
-    parser.add_argument("--data_dir", default=str(Path.home() / "tensorflow_datasets"))
-    args = parser.parse_args(argv)
-    print(build(args.config, args.manual_dir, args.data_dir))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
