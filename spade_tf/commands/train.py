@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     length.add_argument("--epochs", type=int, default=None,
                         help="train until this many epochs in total (default: niter + niter_decay)")
     p.add_argument("--steps-per-epoch", type=int, default=None,
-                   help="steps per epoch (default: one pass over --data; 1000 for the synthetic set)")
+                   help="steps per epoch (default: one pass over the training set)")
     p.add_argument("--save-every", type=int, default=500, metavar="K",
                    help="checkpoint every K steps; a crash loses at most K steps (default 500)")
     p.add_argument("--keep-checkpoints", type=int, default=3, help="checkpoints kept (default 3)")
@@ -62,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: mixed_float16 on a GPU, none on a CPU (fastest measured, see docs)")
     p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="XLA-compile the train step (default: on a GPU yes, on a CPU no)")
+    p.add_argument("--run-eagerly", action="store_true",
+                   help="no tf.function (debugging; also starts faster for a handful of steps)")
     p.add_argument("--init-generator", default=None, metavar="DIR",
                    help="start from a converted (spade convert) or official checkpoint folder")
     p.add_argument("--distribute", default="auto", choices=("auto", "none", "mirrored", "multiworker"),
@@ -95,7 +97,8 @@ def run(args) -> int:
                    steps_per_epoch=args.steps_per_epoch, save_every=args.save_every,
                    keep_checkpoints=args.keep_checkpoints, perceptual_weights=args.perceptual_weights,
                    allow_download=not args.no_download, mixed_precision=mixed_precision,
-                   jit_compile=jit_compile, init_generator=args.init_generator, distribute=args.distribute,
+                   jit_compile=jit_compile, run_eagerly=args.run_eagerly, init_generator=args.init_generator,
+                   distribute=args.distribute,
                    log_every=args.log_every, sample_every=args.sample_every, seed=args.seed,
                    verbose="auto" if args.verbose is None else args.verbose)
     print(f"output folder: {result.out_dir}")

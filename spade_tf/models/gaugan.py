@@ -98,6 +98,8 @@ class GauGAN(keras.Model):
         super().compile(**kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
+        # slots now, not inside the first traced step (which would then be traced twice)
+        self.build_optimizers()
 
     # ---- variables ----------------------------------------------------------------------------
     @property
@@ -186,8 +188,8 @@ class GauGAN(keras.Model):
         d_fake, d_real = losses.discriminator_losses(pred_fake, pred_real, self.config.gan_mode, gb)
         return {"D_Fake": d_fake, "D_real": d_real}
 
-    def _apply(self, optimizer, tape, loss, variables):
-        grads = tape.gradient(optimizer.scale_loss(loss), variables)
+    def _apply(self, optimizer, tape, scaled_loss, variables):
+        grads = tape.gradient(scaled_loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
 
     def _track(self, terms, weight=None):
@@ -205,7 +207,8 @@ class GauGAN(keras.Model):
             with tf.GradientTape() as tape:
                 terms, _ = self.generator_losses(semantics, real, training=True)
                 total = tf.add_n(list(terms.values()))
-            self._apply(self.g_optimizer, tape, total, self.g_variables)
+                scaled = self.g_optimizer.scale_loss(total)  # loss scaling (mixed_float16)
+            self._apply(self.g_optimizer, tape, scaled, self.g_variables)
             return [terms[t] for t in G_TERMS if t in terms] + [total]
 
         g_names = [t for t in G_TERMS if t in self.trackers] + ["G_loss"]
@@ -220,7 +223,8 @@ class GauGAN(keras.Model):
         with tf.GradientTape() as tape:
             d_terms = self.discriminator_losses(semantics, real, training=True)
             d_total = d_terms["D_Fake"] + d_terms["D_real"]
-        self._apply(self.d_optimizer, tape, d_total, self.d_variables)
+            scaled = self.d_optimizer.scale_loss(d_total)
+        self._apply(self.d_optimizer, tape, scaled, self.d_variables)
 
         self._track(dict(zip(g_names, g_values, strict=True)), g_weight)
         self._track({**d_terms, "D_loss": d_total})

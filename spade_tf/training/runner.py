@@ -20,7 +20,6 @@ from spade_tf.config import SPADEConfig
 from spade_tf.errors import SpadeError
 
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
-SYNTHETIC_STEPS_PER_EPOCH = 1000
 # keys that define network shapes: an imported generator must agree on them
 ARCHITECTURE_KEYS = ("label_nc", "contain_dontcare_label", "no_instance", "output_nc", "crop_size",
                      "aspect_ratio", "ngf", "z_dim", "use_vae", "num_upsampling_layers", "norm_G",
@@ -44,48 +43,26 @@ def _log(msg: str) -> None:
 
 # ---- data ------------------------------------------------------------------------------------------
 def build_train_dataset(config: SPADEConfig, data_dir, batch_size: int, seed: int, repeat: bool):
-    """The data helper's `build_dataset` (synthetic set when data_dir is None)."""
-    try:
-        from spade_tf.data import build_dataset
-    except ImportError:
-        build_dataset = None
-    if build_dataset is None:
-        if data_dir is not None:
-            raise SpadeError("data loading (spade_tf.data.build_dataset) is not available in this build")
-        return _synthetic_fallback(config, batch_size, seed, repeat)
+    """The data helper's `build_dataset` (the embedded synthetic set when data_dir is None)."""
+    from spade_tf.data import build_dataset
+
     return build_dataset(config, data_dir, split="train", batch_size=batch_size, shuffle=True, seed=seed,
                          repeat=repeat, drop_remainder=True)
 
 
-def _synthetic_fallback(config, batch_size, seed, repeat, n=256):
-    import numpy as np
+def steps_per_epoch_of(config, data_dir, batch_size, seed) -> int:
+    """Batches in one pass over the training set."""
     import tensorflow as tf
 
-    from spade_tf.data.synthetic import generate
-
-    h, w = config.image_size
-    photos, labels, _ = generate(n, h, w, seed=0)
-    ds = tf.data.Dataset.from_tensor_slices({"label_map": labels.astype(np.int32),
-                                             "image": photos.astype(np.float32) / 127.5 - 1.0})
-    ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    return ds.batch(batch_size, drop_remainder=True).prefetch(2)
-
-
-def steps_per_epoch_of(config, data_dir, batch_size, seed, default=SYNTHETIC_STEPS_PER_EPOCH) -> int:
-    import tensorflow as tf
-
-    if data_dir is None:
-        return default
     ds = build_train_dataset(config, data_dir, batch_size, seed, repeat=False)
     n = int(ds.cardinality())
     if n == tf.data.INFINITE_CARDINALITY:
-        return default
+        raise SpadeError("the training set is endless; pass --steps-per-epoch")
     if n == tf.data.UNKNOWN_CARDINALITY:
         n = sum(1 for _ in ds)
     if n < 1:
-        raise SpadeError(f"{data_dir}: fewer training pairs than one batch of {batch_size}; "
+        where = data_dir or "synthetic set"
+        raise SpadeError(f"{where}: fewer training pairs than one batch of {batch_size}; "
                          "lower batchSize (--set batchSize=1) or add data")
     return n
 
@@ -149,12 +126,14 @@ def _have_tensorboard() -> bool:
 def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None, epochs: int | None = None,
           steps_per_epoch: int | None = None, save_every: int = 500, keep_checkpoints: int = 3,
           perceptual_weights=None, allow_download: bool = True, mixed_precision: str = "none",
-          jit_compile: bool = False, init_generator=None, distribute: str = "auto", strategy=None,
+          jit_compile: bool = False, run_eagerly: bool = False, init_generator=None,
+          distribute: str = "auto", strategy=None,
           log_every: int = 50, sample_every: int = 500, seed: int = 0, verbose="auto",
           tensorboard: bool = True) -> TrainResult:
     import keras
     import tensorflow as tf
 
+    from spade_tf.data import reraise_data_errors
     from spade_tf.models import build_networks
     from spade_tf.models.gaugan import GauGAN
     from spade_tf.perceptual import build_perceptual_loss
@@ -197,8 +176,7 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
             g, d, e = build_networks(config, synchronized_bn=replicas > 1)
             perceptual = build_perceptual_loss(config, perceptual_weights, allow_download=allow_download)
             model = GauGAN(config, g, d, e, perceptual, seed=seed)
-            model.compile(jit_compile=jit_compile)
-            model.build_optimizers()
+            model.compile(jit_compile=jit_compile, run_eagerly=run_eagerly)
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             ckpts = TrainingCheckpoints(model, own_dir / CHECKPOINT_DIR, keep_checkpoints, epoch_var)
             start = ckpts.restore_latest()
@@ -247,8 +225,9 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
                     cb.SampleImages(sample_batch, config, own_dir / "samples", sample_every, tb_dir)]
             first_epoch = start // spe
             n_epochs = math.ceil((total - start) / spe)
-            fit = model.fit(ds, epochs=first_epoch + n_epochs, initial_epoch=first_epoch, steps_per_epoch=spe,
-                            callbacks=callbacks, verbose=verbose)
+            with reraise_data_errors():
+                fit = model.fit(ds, epochs=first_epoch + n_epochs, initial_epoch=first_epoch,
+                                steps_per_epoch=spe, callbacks=callbacks, verbose=verbose)
             history = fit.history
         else:
             _log(f"already trained to step {start} (target {total}); writing the final models")
