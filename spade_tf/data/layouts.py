@@ -9,6 +9,12 @@
                 {split}_img + {split}_label, or images/ + labels/ directly (train only)
     custom      as facades, with an optional instances/ (or {split}_inst/) folder
 
+ADE20K label ids are used as stored (0 = "other", 1..150 the classes; 151 one-hot channels with
+the ade20k preset's label_nc=150 + don't care). That is what the official code trains on: its
+`ADE20KDataset.postprocess` meant to shift ids by -1 and send 0 to the don't-care id, but it edits a
+copy (`label = label - 1`) and returns nothing, so it changes nothing; official ADE20K checkpoints
+therefore expect the stored ids, and so does this loader.
+
 Files are paired by stem (the file name without extension). The official code sorts the lists and
 checks that the stems match position by position; keying by stem finds the same pairs and can name
 every file that has no partner. Problems found here are returned, not raised, so that `spade data
