@@ -11,6 +11,8 @@ on the accelerator, which is cheaper than moving label_nc-channel float maps thr
 Sources (`data_dir`):
     None                      the embedded synthetic landscapes (synthetic.py)
     a folder                  the layout of `config.dataset_mode` (layouts.py)
+    a dict                    explicit folders, as the official custom mode's --image_dir/--label_dir:
+                              {"image_dir": ..., "label_dir": ..., "instance_dir": ... (optional)}
     a TFDS-built folder       one holding `dataset_info.json`, made by tfds_builder.py, e.g.
                               <tfds data dir>/spade_folders/facades/1.0.0
 
@@ -81,7 +83,7 @@ def build_dataset(config, data_dir=None, split: str = "train", batch_size: int |
     augment = (split == "train") if augment is None else augment
     if data_dir is None:
         ds = _synthetic_examples(config, split, num_examples, shuffle, seed)
-    elif (Path(data_dir) / "dataset_info.json").is_file():
+    elif not isinstance(data_dir, dict) and (Path(data_dir) / "dataset_info.json").is_file():
         ds = _tfds_examples(config, data_dir, split, shuffle, seed, skip_bad)
     else:
         ds = _file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache)
@@ -148,7 +150,18 @@ def _synthetic_examples(config, split, num_examples, shuffle, seed):
 
 def list_pairs(config, data_dir, split="train", skip_bad=False) -> list[layouts.Pair]:
     """Pairs of a folder dataset; a SpadeError for missing partners etc. unless skip_bad."""
-    pairs, problems = layouts.find_pairs(config, data_dir, split)
+    if isinstance(data_dir, dict):
+        unknown = set(data_dir) - {"image_dir", "label_dir", "instance_dir"}
+        if unknown or not {"image_dir", "label_dir"} <= set(data_dir):
+            raise SpadeError(f"data_dir dict needs image_dir and label_dir (+ instance_dir), "
+                             f"got {sorted(data_dir)}")
+        if config.use_instance_edges and not data_dir.get("instance_dir"):
+            raise SpadeError("config uses instance edges (no_instance=false) but no instance_dir was given; "
+                             "add it or set no_instance=true")
+        inst = data_dir.get("instance_dir") if config.use_instance_edges else None
+        pairs, problems = layouts.folder_pairs(data_dir["image_dir"], data_dir["label_dir"], inst)
+    else:
+        pairs, problems = layouts.find_pairs(config, data_dir, split)
     if problems:
         listing = "\n  ".join(str(p) for p in problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
