@@ -257,9 +257,9 @@ def test_cache_and_repeat(tmp_path):
 def test_explicit_folders_like_official_custom_mode(tmp_path):
     for i in range(2):
         write_pair(tmp_path, f"k{i}", np.full((20, 20), 1), image_dir="photos", label_dir="maps")
-    config = get_preset("custom").with_overrides({"label_nc": 2, "load_size": 16, "crop_size": 16})
+    config = get_preset("custom").with_overrides({"label_nc": 2, "load_size": 32, "crop_size": 32})
     dirs = {"image_dir": str(tmp_path / "photos"), "label_dir": str(tmp_path / "maps")}
     batches = drain(build_dataset(config, dirs, batch_size=1))
-    assert len(batches) == 2 and batches[0]["label_map"].shape == (1, 16, 16)
+    assert len(batches) == 2 and batches[0]["label_map"].shape == (1, 32, 32)
     with pytest.raises(SpadeError, match="instance_dir"):
         build_dataset(config.with_overrides({"no_instance": False}), dirs)
