@@ -180,27 +180,33 @@ class SpadeServingModule(tf.Module):
         return self._generate(semantics, z), label_ok
 
     # ---- signatures -------------------------------------------------------------------------
+    def function(self, kind: str, outputs=("image",)):
+        """A tf.function with the input signature of `kind` ('default', 'with_z', 'style') that
+        returns the named outputs ('image', 'image_float', 'label_ok')."""
+        specs = self.input_specs(kind)
+
+        def fn(*args):  # signature input names come from the TensorSpec names
+            image, label_ok = self._run(**dict(zip(specs, args, strict=True)))
+            result = {"image": to_uint8(image), "image_float": image, "label_ok": label_ok}
+            return {k: result[k] for k in outputs}
+
+        return tf.function(fn, input_signature=list(specs.values()), autograph=False)
+
+    def mobile_function(self):
+        """The single TFLite/ONNX function (mobile=True): label_map (+ z) (+ instance_map)."""
+        return self.function("with_z" if self.config.use_vae else "default",
+                             ("image", "image_float", "label_ok"))
+
     def signatures(self) -> dict[str, object]:
         """Concrete functions keyed by signature name."""
         cfg = self.config
-        sigs = {}
 
         def make(kind, outputs):
-            specs = self.input_specs(kind)
-
-            def fn(*args):  # signature input names come from the TensorSpec names
-                image, label_ok = self._run(**dict(zip(specs, args, strict=True)))
-                result = {"image": to_uint8(image), "image_float": image, "label_ok": label_ok}
-                return {k: result[k] for k in outputs}
-
-            function = tf.function(fn, input_signature=list(specs.values()), autograph=False)
-            return function.get_concrete_function()
+            return self.function(kind, outputs).get_concrete_function()
 
         if self._mobile:
-            sigs["serving_default"] = make("with_z" if cfg.use_vae else "default",
-                                           ("image", "image_float", "label_ok"))
-            return sigs
-        sigs["serving_default"] = make("default", ("image",))
+            return {"serving_default": self.mobile_function().get_concrete_function()}
+        sigs = {"serving_default": make("default", ("image",))}
         if cfg.use_vae:
             sigs["with_z"] = make("with_z", ("image",))
             if self._encoder is not None:
