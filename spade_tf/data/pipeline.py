@@ -75,7 +75,8 @@ def build_dataset(config, data_dir=None, split: str = "train", batch_size: int |
     without it crops are centred and nothing is flipped. seed: shuffling and augmentation (the
     stream is deterministic for a given seed). skip_bad: drop unusable pairs and log how many,
     instead of raising a SpadeError naming the file. cache: True (memory) or a file prefix: keep
-    decoded pairs after the first epoch. num_examples: synthetic scenes (default 512 train / 64 val).
+    decoded pairs after the first epoch. num_examples: synthetic train scenes (default
+    `config.synthetic_size` if that field exists, else 512; val gets an eighth).
     """
     import tensorflow as tf
 
@@ -136,7 +137,8 @@ def _synthetic_examples(config, split, num_examples, shuffle, seed):
         raise SpadeError(f"the embedded synthetic dataset has {synthetic.NUM_CLASSES} classes but "
                          f"label_nc={config.label_nc}; use the 'tiny' preset or give --data")
     train = split == "train"
-    n = num_examples or (SYNTHETIC_SIZE if train else SYNTHETIC_SIZE // 8)
+    size = num_examples or getattr(config, "synthetic_size", None) or SYNTHETIC_SIZE  # optional config field
+    n = size if train else max(size // 8, 1)
     height, width = config.image_size
     photos, labels, instances = synthetic.generate(n, height, width, SYNTHETIC_SEED + (0 if train else 1))
     example = {"image": photos, "label": labels.astype(np.int32)}
