@@ -15,6 +15,7 @@ import argparse
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -111,6 +112,7 @@ def main(argv=None) -> int:
            "--workers", str(args.workers), "--queue", str(args.queue), "--runtime", args.runtime]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally` below: stop the server
     try:
         import httpx
 

@@ -31,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 
 STATIC_DIR = Path(__file__).parent / "static"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -263,8 +264,11 @@ def create_app(demo, *, workers: int = 1, queue: int = 4, max_upload_bytes: int 
     @app.post("/api/synthesize", responses={200: {"content": {"image/png": {}}}})
     async def synthesize(request: Request):
         label, style, seed = await _read_request(request)
-        ids, note = decode_label(label, demo, max_side)
-        style_arr = decode_style(style, demo, max_side) if style is not None else None
+        # decoding in Starlette's thread pool keeps the event loop free while a big PNG inflates
+        ids, note = await run_in_threadpool(decode_label, label, demo, max_side)
+        style_arr = None
+        if style is not None:
+            style_arr = await run_in_threadpool(decode_style, style, demo, max_side)
         gate.enter()
         queued_at = time.perf_counter()
         timing = {}
