@@ -40,6 +40,19 @@ def test_missing_inception_weights_is_a_clear_error(tmp_path, capsys):
     assert rc == 2 and "nope.pth" in err
     rc, _, err = _run(["evaluate", "--real", str(real)], capsys)
     assert rc == 2 and "--fake" in err
+    rc, _, err = _run(["evaluate", "--real", str(real), "--fake", str(fake), "--features", "alexnet",
+                       "--segmenter", "builtin"], capsys)
+    assert rc == 2 and "--segmenter needs --model" in err
+
+
+def test_segmenter_input_range_names_parse():
+    from spade_tf.cli import build_parser
+    from spade_tf.commands.evaluate import INPUT_RANGES
+    from spade_tf.evaluation.segmentation import INPUT_RANGES as LIBRARY_RANGES
+
+    for name in INPUT_RANGES:
+        args = build_parser().parse_args(["evaluate", "--model", "m", "--segmenter-input-range", name])
+        assert INPUT_RANGES[args.segmenter_input_range] in LIBRARY_RANGES
 
 
 @needs_alexnet

@@ -27,6 +27,9 @@ content hash in ~/.cache/spade_tf/fid_stats (--cache-dir, --no-cache). FID from 
 images is biased upwards; compare numbers only at equal image counts. KID is unbiased.
 """
 
+# CLI names (a value starting with "-" would read as an option) -> segmentation.INPUT_RANGES keys
+INPUT_RANGES = {"minus1-1": "-1,1", "0-1": "0,1", "0-255": "0,255"}
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -67,7 +70,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     extra.add_argument("--segmenter", metavar="PATH|builtin",
                        help="segmentation accuracy of the outputs: a .keras file or SavedModel directory "
                             "(images -> [B,H,W,C] logits or [B,H,W] ids), or 'builtin'")
-    extra.add_argument("--segmenter-input-range", choices=("-1,1", "0,1", "0,255"), default="-1,1")
+    extra.add_argument("--segmenter-input-range", choices=tuple(INPUT_RANGES), default="minus1-1",
+                       help="pixel range the --segmenter network expects (default minus1-1 = [-1, 1])")
     extra.add_argument("--segmenter-steps", type=int, default=2000,
                        help="training steps of the builtin segmenter (default 2000)")
     extra.add_argument("--segmenter-cache", metavar="DIR",
@@ -112,7 +116,8 @@ def run(args) -> int:
                                   **common)
     else:
         result = evaluate_model(args.model, args.data, args.preset, args.split, max_images=args.max_images,
-                                segmenter=args.segmenter, segmenter_input_range=args.segmenter_input_range,
+                                segmenter=args.segmenter,
+                                segmenter_input_range=INPUT_RANGES[args.segmenter_input_range],
                                 segmenter_steps=args.segmenter_steps,
                                 segmenter_cache_dir=args.segmenter_cache, diversity_k=args.diversity,
                                 diversity_maps=args.diversity_maps, **common)
