@@ -64,11 +64,13 @@ def test_inspect_real_facades_histogram(capsys):
     assert "images/s" in out
 
 
-def test_inspect_synthetic(capsys):
+def test_inspect_synthetic(tmp_path, capsys):
     pytest.importorskip("tensorflow")
-    assert main(["data", "inspect", "--preset", "tiny", "--batches", "2"]) == 0
+    grid = tmp_path / "grid.png"
+    assert main(["data", "inspect", "--preset", "tiny", "--batches", "2", "--grid", str(grid)]) == 0
     out = capsys.readouterr().out
     assert "512 scenes of 64x64" in out and "classes present: 8 of 8" in out and "images/s" in out
+    assert Image.open(grid).size == (4 * 64, 2 * 64)  # batchSize 4: photos over labels
 
 
 def _script(name):

@@ -50,6 +50,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                            help="only histogram the first N pairs (default: all)")
             s.add_argument("--cache", action="store_true", help="time with the decoded-pair cache on")
             s.add_argument("--top", type=int, default=20, help="classes shown in the histogram (default 20)")
+            s.add_argument("--grid", default=None, metavar="PNG",
+                           help="also save one batch as a PNG: photos over colourised labels (+ edges)")
     b = sub.add_parser("build-tfds", help="build a facades/custom folder into TFRecords (TFDS)",
                        description="Build images/ + labels/ [+ instances/] folders into a TFDS dataset "
                                    "(spade_folders/<config>); prints the folder to give as --data.",
@@ -167,7 +169,27 @@ def _inspect(args) -> int:
         next(it)
     seconds = time.perf_counter() - start
     images = args.batches * config.batchSize
-    h, w = next(it)["image"].shape[1:3]
+    batch = next(it)
+    h, w = batch["image"].shape[1:3]
+    if args.grid:
+        _save_grid(batch, config, args.grid)
+        print(f"sample grid: {args.grid}")
     print(f"pipeline: {images / seconds:.1f} images/s ({args.batches} batches of {config.batchSize} at "
           f"{w}x{h}, {seconds:.2f} s, after {warmup} warm-up batch(es))")
     return 0
+
+
+def _save_grid(batch, config, path) -> None:
+    """Row 1: photos; row 2: labels in class colours, instance edges in white."""
+    import numpy as np
+    from PIL import Image
+
+    from spade_tf.data import colorize
+
+    photos = np.round((batch["image"].numpy() + 1) * 127.5).astype(np.uint8)
+    labels = colorize(batch["label_map"].numpy(), config)
+    if "instance_edges" in batch:
+        labels[batch["instance_edges"].numpy()[..., 0] > 0] = 255
+    grid = np.concatenate([np.concatenate(list(photos), 1), np.concatenate(list(labels), 1)], 0)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
