@@ -263,3 +263,18 @@ def test_explicit_folders_like_official_custom_mode(tmp_path):
     assert len(batches) == 2 and batches[0]["label_map"].shape == (1, 32, 32)
     with pytest.raises(SpadeError, match="instance_dir"):
         build_dataset(config.with_overrides({"no_instance": False}), dirs)
+
+
+def test_skip_bad_logs_each_file_once_and_stops_when_all_are_bad(tmp_path, caplog):
+    small_folder(tmp_path, n=3)
+    (tmp_path / "images" / "p0.jpg").write_bytes(b"garbage")
+    ds = build_dataset(facades_cfg(), tmp_path, batch_size=1, skip_bad=True, repeat=True)
+    it = iter(ds)
+    with caplog.at_level(logging.WARNING, logger="spade_tf.data"):
+        for _ in range(8):  # four epochs
+            next(it)
+    assert caplog.text.count("skip_bad: dropped") == 1 and "p0.jpg" in caplog.text
+    for i in (1, 2):
+        (tmp_path / "images" / f"p{i}.jpg").write_bytes(b"garbage")
+    with pytest.raises(SpadeError, match="all 3 pairs are bad"):
+        drain(build_dataset(facades_cfg(), tmp_path, batch_size=1, skip_bad=True, repeat=True))

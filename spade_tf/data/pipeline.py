@@ -42,17 +42,23 @@ _MARK = "SpadeDataError: "
 
 
 class SkipLog:
-    """Counts (and logs) the pairs `skip_bad` dropped; one per pipeline."""
+    """The pairs `skip_bad` dropped: each logged once (epochs repeat them), counted."""
 
-    def __init__(self) -> None:
+    def __init__(self, total: int) -> None:
         self._lock = threading.Lock()
-        self.skipped: list[str] = []
+        self.total = total
+        self.skipped: dict[str, str] = {}
 
-    def add(self, message: str) -> None:
+    def add(self, key: str, message: str) -> None:
         with self._lock:
-            self.skipped.append(message)
+            new = key not in self.skipped
+            self.skipped[key] = message
             count = len(self.skipped)
-        logger.warning("skip_bad: dropped %s (%d bad pair(s) skipped so far)", message, count)
+        if new:
+            logger.warning("skip_bad: dropped %s (%d bad pair(s) skipped so far)", message, count)
+        if count >= self.total:  # nothing left: a repeated dataset would spin forever
+            raise ValueError(f"{_MARK}all {self.total} pairs are bad (see the warnings above); "
+                             f"nothing to train on")
 
 
 def output_size(config) -> tuple[int, int] | None:
@@ -182,7 +188,7 @@ def _file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache):
     import tensorflow as tf
 
     pairs = list_pairs(config, data_dir, split, skip_bad)
-    skips = SkipLog()
+    skips = SkipLog(len(pairs))
     want_inst = config.use_instance_edges
 
     # labels leave Python as uint8 when every id fits (less to copy under the GIL)
@@ -195,7 +201,7 @@ def _file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache):
         except decode.BadPair as e:
             if not skip_bad:
                 raise ValueError(f"{_MARK}{e}") from None
-            skips.add(str(e))
+            skips.add(paths[1], str(e))
             return (np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), label_dtype), np.zeros((1, 1), np.int32),
                     False)
         instance = np.zeros((1, 1), np.int32) if instance is None else instance.astype(np.int32, copy=False)
