@@ -182,7 +182,8 @@ def colorize_labels(label_map, config) -> np.ndarray:
 
 def to_uint8(images) -> np.ndarray:
     """[-1, 1] float -> uint8 (round half away, as PIL conversion after (x+1)*127.5)."""
-    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    scaled = np.nan_to_num((np.asarray(images, np.float32) + 1.0) * 127.5)  # NaN (diverged) -> black
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
 
 def sample_grid(label_rgb, fake, real) -> np.ndarray:

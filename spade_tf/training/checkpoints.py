@@ -69,6 +69,11 @@ def check_config_matches(out_dir: Path, config: SPADEConfig) -> dict | None:
     return payload
 
 
+def _weights(network) -> list:
+    """All variables of a network (trainable and state), in their fixed creation order."""
+    return [w.value for w in network.weights]
+
+
 class TrainingCheckpoints:
     """Save / restore the full training state in OUT_DIR/checkpoints, keeping the last `keep`."""
 
@@ -78,13 +83,16 @@ class TrainingCheckpoints:
         self.epoch = epoch_variable if epoch_variable is not None else tf.Variable(0, dtype=tf.int64,
                                                                                     trainable=False)
         self.seed = tf.Variable(model.seed, dtype=tf.int64, trainable=False)
-        objects = {"generator": model.generator, "discriminator": model.discriminator,
+        # Networks are checkpointed as explicit, ordered weight lists: Keras 3 layers held in Python
+        # lists (the discriminator's scales and layers) are invisible to tf.train's object graph, so
+        # `Checkpoint(discriminator=D)` would silently skip e.g. its spectral-norm vectors.
+        objects = {"generator": _weights(model.generator), "discriminator": _weights(model.discriminator),
                    "g_optimizer": model.g_optimizer, "d_optimizer": model.d_optimizer,
                    "step": model.step_counter.value, "epoch": self.epoch, "seed": self.seed}
         if model.encoder is not None:
-            objects["encoder"] = model.encoder
+            objects["encoder"] = _weights(model.encoder)
         if model.ema_generator is not None:
-            objects["generator_ema"] = model.ema_generator
+            objects["generator_ema"] = _weights(model.ema_generator)
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=keep)
 

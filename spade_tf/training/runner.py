@@ -172,6 +172,7 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
         spe = steps_per_epoch or steps_per_epoch_of(config, data_dir, global_batch, seed)
         total = steps if steps is not None else spe * (epochs if epochs is not None
                                                        else config.niter + config.niter_decay)
+        keras.utils.set_random_seed(seed)  # same seed, same initial weights (and the same run)
         with strategy.scope():
             g, d, e = build_networks(config, synchronized_bn=replicas > 1)
             perceptual = build_perceptual_loss(config, perceptual_weights, allow_download=allow_download)
@@ -227,7 +228,8 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
             n_epochs = math.ceil((total - start) / spe)
             with reraise_data_errors():
                 fit = model.fit(ds, epochs=first_epoch + n_epochs, initial_epoch=first_epoch,
-                                steps_per_epoch=spe, callbacks=callbacks, verbose=verbose)
+                                steps_per_epoch=spe, callbacks=callbacks, verbose=verbose,
+                                shuffle=False)  # the dataset shuffles itself
             history = fit.history
         else:
             _log(f"already trained to step {start} (target {total}); writing the final models")
