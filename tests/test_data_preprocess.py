@@ -165,3 +165,50 @@ def test_crop_past_the_border_pads_with_zeros_like_pillow():
     assert img.shape == (64, 64, 3) and lab.shape == (64, 64)
     assert float(img[0, 0, 0]) == pytest.approx(200 / 127.5 - 1) and float(img[-1, -1, 0]) == -1.0
     assert int(lab[0, 0]) == 3 and int(lab[-1, -1]) == 0
+
+
+def _official_pil(photo, label, mode, load, crop, aspect, pos):
+    """The official get_transform chain on Pillow images, crop position given (x, y)."""
+    def resize(img, method):
+        w, h = img.size
+        if mode == "resize_and_crop":
+            return img.resize((load, load), method)
+        if "scale_width" in mode:
+            return img if w == load else img.resize((load, int(load * h / w)), method)
+        if mode == "fixed":
+            return img.resize((crop, round(crop / aspect)), method)
+        if mode == "none":
+            size = (int(round(w / 32) * 32), int(round(h / 32) * 32))
+            return img if size == (w, h) else img.resize(size, method)
+        return img
+
+    out = []
+    for img, method in ((photo, Image.BICUBIC), (label, Image.NEAREST)):
+        img = resize(img, method)
+        if "crop" in mode:
+            img = img.crop((pos[0], pos[1], pos[0] + crop, pos[1] + crop))
+        out.append(np.asarray(img))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["resize_and_crop", "scale_width_and_crop", "fixed", "none"])
+def test_whole_transform_matches_official_pillow_chain_on_real_pair(mode):
+    if not FACADES.is_dir():
+        pytest.skip(f"facades data not found at {FACADES} (../shared is absent)")
+    photo = Image.open(FACADES / "images" / "cmp_b0007.jpg").convert("RGB")
+    label = Image.open(FACADES / "labels" / "cmp_b0007.png")
+    load, crop = 286, 256
+    config = get_preset("facades").with_overrides({"preprocess_mode": mode, "load_size": load,
+                                                   "crop_size": crop, "aspect_ratio": 1.5})
+    img, lab, _ = preprocess.transform_example(np.asarray(photo), np.asarray(label).astype(np.int32), None,
+                                               tf.constant([0, 0], tf.int64), config, augment=False)
+    # augment=False crops in the centre of the resized image
+    w, h = photo.size
+    new_w, new_h = {"resize_and_crop": (load, load), "scale_width_and_crop": (load, load * h // w)}.get(
+        mode, (0, 0))
+    pos = (max(0, new_w - crop) // 2, max(0, new_h - crop) // 2)
+    want_photo, want_label = _official_pil(photo, label, mode, load, crop, 1.5, pos)
+    np.testing.assert_array_equal(lab.numpy(), want_label)
+    got = (img.numpy() + 1) * 127.5
+    assert got.shape == want_photo.shape
+    assert np.abs(got - want_photo).mean() < 0.5
