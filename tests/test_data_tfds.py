@@ -38,6 +38,7 @@ def test_build_facades_config_and_train_from_it(tmp_path):
     assert batches[0]["image"].shape == (1, 32, 32, 3) and batches[0]["label_map"].dtype.name == "int32"
     assert set(np.unique(np.concatenate([b["label_map"].numpy().ravel() for b in batches]))) <= {1, 5}
     assert len(list(build_dataset(config, version_dir, split="val", batch_size=1))) == 2
+    assert len(list(build_dataset(config, version_dir.parent, batch_size=1))) == 3  # config folder: newest
     # label values are checked against the training config when read, naming the file
     strict = config.with_overrides({"label_nc": 4})
     with pytest.raises(SpadeError, match=r"s\d\.png"):

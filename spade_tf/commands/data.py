@@ -126,10 +126,10 @@ def _inspect(args) -> int:
         hist = np.bincount(labels.ravel(), minlength=config.num_label_channels)
         print(f"embedded synthetic dataset ({args.split}): {n} scenes of {w}x{h}")
         report = None
-    elif (Path(args.data) / "dataset_info.json").is_file():  # a TFDS-built copy
+    elif pipeline.tfds_version_dir(args.data) is not None:  # a TFDS-built copy
         import tensorflow_datasets as tfds
 
-        info = tfds.builder_from_directory(args.data).info
+        info = tfds.builder_from_directory(str(pipeline.tfds_version_dir(args.data))).info
         print(f"{args.data}: TFDS dataset {info.full_name}, splits "
               + ", ".join(f"{k} {v.num_examples}" for k, v in info.splits.items()))
         hist = np.zeros(config.num_label_channels, np.int64)

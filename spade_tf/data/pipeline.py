@@ -14,7 +14,7 @@ Sources (`data_dir`):
     a dict                    explicit folders, as the official custom mode's --image_dir/--label_dir:
                               {"image_dir": ..., "label_dir": ..., "instance_dir": ... (optional)}
     a TFDS-built folder       one holding `dataset_info.json`, made by tfds_builder.py, e.g.
-                              <tfds data dir>/spade_folders/facades/1.0.0
+                              <tfds data dir>/spade_folders/facades/1.0.0 (or .../facades: newest)
 
 Throughput: files are listed once, shuffled as paths (cheap, full buffer), decoded and checked in
 parallel (`num_parallel_calls=AUTOTUNE`), optionally cached after decoding, transformed in
@@ -90,8 +90,8 @@ def build_dataset(config, data_dir=None, split: str = "train", batch_size: int |
     augment = (split == "train") if augment is None else augment
     if data_dir is None:
         ds = _synthetic_examples(config, split, num_examples, shuffle, seed)
-    elif not isinstance(data_dir, dict) and (Path(data_dir) / "dataset_info.json").is_file():
-        ds = _tfds_examples(config, data_dir, split, shuffle, seed, skip_bad)
+    elif tfds_version_dir(data_dir) is not None:
+        ds = _tfds_examples(config, tfds_version_dir(data_dir), split, shuffle, seed, skip_bad)
     else:
         ds = _file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache)
     if repeat:
@@ -132,6 +132,20 @@ def build_dataset(config, data_dir=None, split: str = "train", batch_size: int |
     ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def tfds_version_dir(data_dir) -> Path | None:
+    """The TFDS-built folder `data_dir` names: itself when it holds dataset_info.json, else its
+    newest version subfolder (so `.../spade_folders/facades` works too); None for other folders."""
+    if data_dir is None or isinstance(data_dir, dict):
+        return None
+    root = Path(data_dir)
+    if (root / "dataset_info.json").is_file():
+        return root
+    versions = [d for d in root.glob("*.*.*") if (d / "dataset_info.json").is_file()] if root.is_dir() else []
+    if not versions:
+        return None
+    return max(versions, key=lambda d: tuple(int(x) if x.isdigit() else 0 for x in d.name.split(".")))
 
 
 # ---- sources: each yields unbatched {"image": uint8 [H,W,3], "label": int32 [H,W], ["instance"]}
