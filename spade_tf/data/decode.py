@@ -90,6 +90,11 @@ def check_label_values(ids: np.ndarray, config, path: str) -> np.ndarray:
     return ids
 
 
+def read_label_ids(path: str) -> np.ndarray:
+    """Raw label ids [H, W] as stored (no range check, no don't-care mapping)."""
+    return _ids(_open(path), path, "label")
+
+
 def read_label(path: str, config) -> np.ndarray:
     return check_label_values(_ids(_open(path), path, "label"), config, path)
 

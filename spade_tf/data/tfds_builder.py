@@ -88,7 +88,7 @@ class SpadeFolders(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, pairs):
         for pair in pairs:
             photo = decode.read_photo(pair.image)
-            label = decode._ids(decode._open(pair.label), pair.label, "label")
+            label = decode.read_label_ids(pair.label)
             if label.shape != photo.shape[:2]:
                 raise decode.BadPair("size_mismatch", pair.label, f"label is {label.shape[::-1]} but "
                                      f"photo {pair.image} is {photo.shape[1::-1]} (WxH)")
