@@ -21,7 +21,7 @@ setup(
     ],
     extras_require={
         "export": ["ai-edge-litert", "tf2onnx", "onnxruntime", "onnx"],
-        "tfds": ["tensorflow-datasets"],
+        "tfds": ["tensorflow-datasets", "importlib_resources"],
         "demo": ["fastapi", "uvicorn", "python-multipart", "playwright"],
         "dev": ["pytest>=8", "ruff>=0.5", "pytest-timeout"],
     },

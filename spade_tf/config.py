@@ -83,6 +83,7 @@ class SPADEConfig:
     niter_decay: int = 0
     D_steps_per_G: int = 1  # noqa: N815 - official option name
     # ours (not in the official code)
+    synthetic_size: int = 512  # examples in the embedded synthetic dataset (no --data)
     use_ema: bool = False
     ema_decay: float = 0.999
 
