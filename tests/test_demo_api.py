@@ -217,6 +217,22 @@ def test_more_requests_than_pool_and_queue_get_503(demo):
     assert app.state.gate.active == 0
 
 
+def test_a_failing_model_call_is_500_json_and_frees_its_slot(demo):
+    calls = []
+
+    def fail_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated model failure")
+
+    app = create_app(demo, workers=1, queue=0, before_inference=fail_once, warm_up=False)
+    client = TestClient(app, raise_server_exceptions=False)
+    r = post(client, png(stripes()))
+    assert r.status_code == 500 and "simulated model failure" in r.json()["detail"]
+    assert app.state.gate.active == 0
+    assert post(client, png(stripes())).status_code == 200  # queue 0, one worker: the slot came back
+
+
 # ---- VAE models and palettes ----------------------------------------------------------------------
 def test_vae_model_takes_seed_and_style_image(tmp_path):
     demo = DemoModel.load(make_model_dir(tmp_path / "vae", use_vae=True))

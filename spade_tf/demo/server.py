@@ -279,25 +279,35 @@ def create_app(demo, *, workers: int = 1, queue: int = 4, max_upload_bytes: int 
                 before_inference()
             out = demo.synthesize(ids, seed=seed, style=style_arr)
             timing["end"] = time.perf_counter()
-            return out
+            return encode_png(out)
 
+        loop = asyncio.get_running_loop()
+
+        # The slot is freed when the job ends (or is cancelled before it starts), not when the
+        # request task is cancelled because the client went away while the model still runs.
+        def done(_future):
+            seconds = timing["end"] - timing["start"] if "end" in timing else None
+            try:
+                loop.call_soon_threadsafe(gate.leave, seconds)
+            except RuntimeError:  # event loop already closed (server shutting down)
+                pass
+
+        future = pool.submit(job)
+        future.add_done_callback(done)  # before wrap_future's callback: the gate is updated first
         try:
-            image = await asyncio.get_running_loop().run_in_executor(pool, job)
+            body = await asyncio.wrap_future(future)
         except DemoError:
-            gate.leave(None)
             raise
         except Exception as e:  # noqa: BLE001 - report, keep serving
-            gate.leave(None)
             log.exception("synthesis failed")
             return JSONResponse({"error": "synthesis_failed", "detail": f"{type(e).__name__}: {e}"},
                                 status_code=500)
-        gate.leave(timing["end"] - timing["start"])
         headers = {"X-Inference-Ms": f"{1000 * (timing['end'] - timing['start']):.1f}",
                    "X-Queue-Ms": f"{1000 * (timing['start'] - queued_at):.1f}", "X-Seed": str(seed),
                    "Cache-Control": "no-store"}
         if note:
             headers["X-Label-Resized"] = note
-        return Response(encode_png(image), media_type="image/png", headers=headers)
+        return Response(body, media_type="image/png", headers=headers)
 
     return app
 
