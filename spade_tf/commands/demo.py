@@ -60,6 +60,7 @@ def run(args) -> int:
         raise SpadeError("--workers must be >= 1 and --queue >= 0")
     if not 0 < args.port < 65536:
         raise SpadeError(f"--port {args.port}: must be in 1..65535")
+    _check_port(args.host, args.port)
     from spade_tf.demo.backend import DemoModel
     from spade_tf.demo.server import create_app, run_server
 
@@ -76,3 +77,23 @@ def run(args) -> int:
     print(f"spade demo: open http://{shown}:{args.port}/  (Ctrl+C stops)", flush=True)
     run_server(app, args.host, args.port)
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail before the (slow) model load when the address cannot be bound."""
+    import socket
+
+    from spade_tf.errors import SpadeError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise SpadeError(f"--host {host}: cannot resolve this address ({e})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise SpadeError(f"cannot listen on {host}:{port} ({e.strerror}); is another server using it? "
+                             "Choose another --port") from None
