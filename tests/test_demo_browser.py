@@ -167,6 +167,8 @@ def test_paint_two_strokes_and_see_the_photo_change(page, server):
     if os.environ.get("SPADE_DEMO_SCREENSHOT"):
         page.select_option("#start", "0")
         page.click("#load-start")
+        page.fill("#brush-size", str(max(2, w // 8)))
+        stroke(page, 1, 0.85, 0.1, 0.6)  # a lake in the foreground
         wait_synced(page)
         page.screenshot(path=os.environ["SPADE_DEMO_SCREENSHOT"])
 
