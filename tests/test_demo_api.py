@@ -262,6 +262,21 @@ def test_label_colors_json_overrides_the_palette(tmp_path):
         read_label_colors(tmp_path / "label_colors.json", cfg)
 
 
+def test_starting_maps_from_a_labels_folder(tmp_path):
+    from spade_tf.demo.backend import load_examples
+
+    cfg = get_preset("tiny").replace(crop_size=SIZE)
+    (tmp_path / "a.png").write_bytes(png(stripes()))
+    (tmp_path / "b.png").write_bytes(png(stripes(8, 8)))  # resized nearest to 32x32
+    examples = load_examples(cfg, tmp_path)
+    assert [name for name, _ in examples] == ["a", "b"]
+    assert all(ids.shape == (SIZE, SIZE) for _, ids in examples)
+    assert np.array_equal(examples[1][1], np.repeat(np.repeat(stripes(8, 8), 4, 0), 4, 1))
+    (tmp_path / "c.png").write_bytes(png(np.full((4, 4), 9, np.uint8)))
+    with pytest.raises(SpadeError, match="c.png"):
+        load_examples(cfg, tmp_path)
+
+
 def test_dont_care_is_value_255(tmp_path):
     cfg = get_preset("ade20k")
     classes = demo_classes(cfg)
