@@ -196,3 +196,36 @@ def test_fit_runs_the_compiled_step_with_progress_bar(capsys):
     assert max_diff(weights(model.generator), g0) > 0
     assert int(model.step_counter.numpy()) == 2
     assert "2/2" in capsys.readouterr().out
+
+
+def test_finetune_from_official_checkpoint_with_fresh_discriminator():
+    """`--init-generator` on an official checkpoint folder: G starts as the official G (its output on
+    the fixture batch is the official output), D is fresh, and training steps run."""
+    from pathlib import Path
+
+    from spade_tf.models import build_networks
+    from spade_tf.models.gaugan import GauGAN
+    from spade_tf.training.runner import _copy_weights, _load_init_networks
+
+    folder = Path(__file__).parents[2] / "shared" / "fixtures" / "official_spade" / "tiny_seg"
+    if not folder.exists():
+        pytest.skip(f"official fixtures not found at {folder}")
+    from spade_tf.convert.official import config_from_checkpoint_dir
+
+    config = config_from_checkpoint_dir(folder).replace(lambda_vgg=0.0)
+    g_official, _, _ = _load_init_networks(folder, config)
+    g, d, _ = build_networks(config)
+    assert _copy_weights(g, g_official, "generator")
+    model = GauGAN(config, g, d)
+    model.compile(run_eagerly=True)
+    io = np.load(folder / "io.npz")
+    semantics = io["input_semantics_nchw"].transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(g(semantics, training=False)),
+                               io["output_nchw"].transpose(0, 2, 3, 1), atol=1e-4)
+    label_map = io["input_semantics_nchw"][:, :-1].argmax(1).astype(np.int32)
+    data = {"label_map": label_map, "image": io["real_image_nchw"].transpose(0, 2, 3, 1),
+            "instance_edges": io["instance_edge_map"].transpose(0, 2, 3, 1)}
+    before = weights(g)
+    logs = model.train_step(data)
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    assert max_diff(weights(g), before) > 0

@@ -45,14 +45,20 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
 
 
 class StopAtStep(keras.callbacks.Callback):
-    """Stops when the step counter reaches `total` (ends a last, partial epoch)."""
+    """Stops when the step counter reaches `total` (ends a last, partial epoch), or after
+    `max_seconds` of training (a time budget, e.g. the demo)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, max_seconds: float | None = None):
         super().__init__()
-        self.total = total
+        self.total, self.max_seconds = total, max_seconds
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        if _step(self.model) >= self.total:
+        over_time = self.max_seconds is not None and time.perf_counter() - self._start > self.max_seconds
+        if _step(self.model) >= self.total or over_time:
             self.model.stop_training = True
 
 

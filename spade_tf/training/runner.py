@@ -129,7 +129,7 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
           jit_compile: bool = False, run_eagerly: bool = False, init_generator=None,
           distribute: str = "auto", strategy=None,
           log_every: int = 50, sample_every: int = 500, seed: int = 0, verbose="auto",
-          tensorboard: bool = True) -> TrainResult:
+          tensorboard: bool = True, max_seconds: float | None = None) -> TrainResult:
     import keras
     import tensorflow as tf
 
@@ -214,8 +214,8 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
                 _log(f"restoring the data position: skipping {start} batches")
                 ds = ds.skip(start)
             throughput = cb.Throughput(global_batch)
-            callbacks = [guard, cb.StopAtStep(total), StepLearningRateSchedule(config, spe, epoch_var),
-                         throughput]
+            callbacks = [guard, cb.StopAtStep(total, max_seconds),
+                         StepLearningRateSchedule(config, spe, epoch_var), throughput]
             if model.ema_generator is not None:
                 callbacks.append(cb.EMAUpdate())
             callbacks.append(cb.PeriodicCheckpoint(ckpts, save_every, guard))
