@@ -188,7 +188,20 @@ canvas.addEventListener("pointerdown", (e) => {
   render();
 });
 
+// brush outline that follows the pointer (brush and eraser)
+function moveCursor(e) {
+  const cursor = $("cursor");
+  const r = canvas.getBoundingClientRect();
+  cursor.hidden = state.tool === "fill";
+  const d = state.size * r.width / state.W;
+  cursor.style.width = cursor.style.height = `${d}px`;
+  cursor.style.left = `${e.clientX - r.left}px`;
+  cursor.style.top = `${e.clientY - r.top}px`;
+}
+canvas.addEventListener("pointerleave", () => { $("cursor").hidden = true; });
+
 canvas.addEventListener("pointermove", (e) => {
+  moveCursor(e);
   const p = toModel(e);
   const x = Math.floor(p[0]), y = Math.floor(p[1]);
   if (state.ids && x >= 0 && x < state.W && y >= 0 && y < state.H) {
