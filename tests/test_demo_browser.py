@@ -4,7 +4,7 @@ Starts uvicorn on a free loopback port in a background thread, paints two stroke
 classes, waits for the photo and checks it changed where the strokes are and equals what the API
 returns for the page's own label PNG.
 
-Also the README screenshot tool: `SPADE_DEMO_MODEL=demo_out/model
+Also the README screenshot tool: `SPADE_DEMO_MODEL=demo_out/train
 SPADE_DEMO_SCREENSHOT=docs/demo_screenshot.png pytest tests/test_demo_browser.py` runs the same
 test on that model and saves the page.
 """

@@ -6,7 +6,7 @@ import argparse
 
 EXAMPLES = """examples:
   # the model `make demo` trains (tiny preset, synthetic landscapes)
-  spade demo --model demo_out/model
+  spade demo --model demo_out/train --labels demo_out/labels
   # an imported official model, starting from your own label maps
   spade demo --model converted/coco --labels my_labels/ --port 8090
   # let other machines on the network reach it (the default binds to this machine only)
