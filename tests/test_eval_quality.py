@@ -58,8 +58,8 @@ def test_whole_pipeline_micro_budget(tmp_path):
     argv = ["--", "--data", str(data), "--out", str(out), "--preset", "facades",
             "--set", "crop_size=32", "--set", "load_size=36", "--set", "ngf=8", "--set", "ndf=8",
             "--set", "spade_nhidden=16", "--set", "num_D=1", "--set", "n_layers_D=2", "--set", "batchSize=2",
-            "--set", "lambda_vgg=0", "--steps", "3", "--eval-every", "2", "--val-fraction", "0.25",
-            "--seed", "1", "--variants", "baseline,ema", "--segmenter-steps", "3", "--kid-subsets", "2",
+            "--set", "lambda_vgg=0", "--steps", "2", "--eval-every", "1", "--val-fraction", "0.25",
+            "--seed", "1", "--variants", "baseline,ema", "--segmenter-steps", "2", "--kid-subsets", "2",
             "--alexnet-weights", str(ALEX), "--run-eagerly"]
     assert quality.main(argv) == 0
 
@@ -75,9 +75,9 @@ def test_whole_pipeline_micro_budget(tmp_path):
 
     report = json.loads((out / "results.json").read_text())
     rows = report["rows"]
-    # step 0, 2 and the final step 3 for each variant, same budget
-    assert [(r["variant"], r["step"]) for r in rows] == [("baseline", 0), ("baseline", 2), ("baseline", 3),
-                                                         ("ema", 0), ("ema", 2), ("ema", 3)]
+    # steps 0, 1, 2 for each variant: the same budget
+    assert [(r["variant"], r["step"]) for r in rows] == [("baseline", 0), ("baseline", 1), ("baseline", 2),
+                                                         ("ema", 0), ("ema", 1), ("ema", 2)]
     for r in rows:
         assert np.isfinite(r["fd_alexnet"]) and r["fd_alexnet"] >= 0
         assert np.isfinite(r["kid_alexnet"])
@@ -85,14 +85,14 @@ def test_whole_pipeline_micro_budget(tmp_path):
         assert r["lpips_diversity"] is None  # no latent code: one image per label map
     # same seed, same initial weights: both variants start from the same generator
     assert rows[0]["fd_alexnet"] == pytest.approx(rows[3]["fd_alexnet"], rel=1e-5)
-    assert report["reference"]["segmenter_steps"] == 3
+    assert report["reference"]["segmenter_steps"] == 2
     assert 0.0 <= report["reference"]["real_val_miou"] <= 1.0
 
     with open(out / "results.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 6 and set(quality.CSV_COLUMNS) == set(table[0])
     md = (out / "results.md").read_text()
-    assert "| variant | step |" in md and "| ema | 3 |" in md
+    assert "| variant | step |" in md and "| ema | 2 |" in md
     try:
         import matplotlib  # noqa: F401
     except ImportError:
