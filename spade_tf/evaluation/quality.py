@@ -49,16 +49,19 @@ CSV_COLUMNS = ("variant", "step", "train_s", "eval_s", "fd_alexnet", "kid_alexne
                "miou", "pixel_accuracy", "mean_class_accuracy", "lpips_diversity", "G_loss", "D_loss")
 PLOT_NAME = "quality_plot.png"
 
-EXAMPLES = """examples:
-  # CPU-sized (64x64, narrow networks): three variants, evaluated every 100 steps
-  spade benchmark quality --data ../shared/data/facades/train --out runs/quality \\
+EXAMPLES = """examples (the "--" after "quality" hands every option to this benchmark):
+  # CPU-sized (64x64, narrow networks, batch 1): three variants, evaluated every 150 steps
+  spade benchmark quality -- --data ../shared/data/facades/train --out runs/quality \\
       --preset facades --set crop_size=64 --set load_size=72 --set ngf=16 --set ndf=16 \\
-      --set spade_nhidden=32 --set perceptual_backbone=alexnet --set batchSize=4 \\
-      --steps 600 --eval-every 100
+      --set spade_nhidden=32 --set perceptual_backbone=alexnet \\
+      --steps 1200 --eval-every 150 --segmenter-steps 600 --segmenter-width 16
 
-  # the full-size facades preset (256x256, official widths) on a GPU
-  spade benchmark quality --data ../shared/data/facades/train --out runs/quality-full \\
-      --steps 20000 --eval-every 2000
+  # the full-size facades preset (256x256, official widths, VGG19 perceptual loss) on a GPU
+  spade benchmark quality -- --data ../shared/data/facades/train --out runs/quality-full \\
+      --steps 20000 --eval-every 2000   # VGG19: Keras downloads/caches it, or --perceptual-weights FILE
+
+  # with a multimodal (VAE) variant, which also gets an LPIPS diversity score
+  spade benchmark quality -- --data ../shared/data/facades/train --out runs/q --variants baseline,vae
 """
 
 
@@ -253,7 +256,7 @@ def run_variant(name, config, split_root, steps: int, eval_every: int, seed: int
     spe = max(1, n_train // config.batchSize)  # learning-rate epochs, as `spade train`
     keras.utils.set_random_seed(seed)  # same initial weights for every variant
     g, d, e = build_networks(config)
-    perceptual = build_perceptual_loss(config, perceptual_weights, allow_download=False)
+    perceptual = build_perceptual_loss(config, perceptual_weights, allow_download=True)
     model = GauGAN(config, g, d, e, perceptual, seed=seed)
     model.compile(run_eagerly=run_eagerly)
     ds = build_dataset(config, str(split_root), split="train", batch_size=config.batchSize, shuffle=True,
@@ -392,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "and record FD/KID (AlexNet features), segmentation accuracy of a built-in segmenter "
                     "and LPIPS diversity against steps. Writes results.csv/.json/.md and a PNG plot.",
         epilog=EXAMPLES)
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The benchmark's options, for a caller that registers them on its own (sub)parser."""
     p.add_argument("--data", required=True, help="dataset folder (facades layout: images/ + labels/)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--preset", default="facades", help="configuration preset (default facades)")
@@ -417,7 +426,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights of the perceptual loss (VGG19 file, or the AlexNet npz)")
     p.add_argument("--run-eagerly", action="store_true", help="no tf.function (debugging, tiny runs)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
-    return p
 
 
 def main(argv=None) -> int:
@@ -425,8 +433,12 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    args = build_parser().parse_args(argv)
-    report = run_benchmark(args, command="spade benchmark quality " + " ".join(argv))
+    return run_args(build_parser().parse_args(argv), "spade benchmark quality " + " ".join(argv))
+
+
+def run_args(args, command: str = "") -> int:
+    """Run with parsed options (see `add_arguments`); prints the final-step table."""
+    report = run_benchmark(args, command=command)
     print(markdown_table([max((r for r in report["rows"] if r["variant"] == v), key=lambda r: r["step"])
                           for v in report["variants"]]))
     return 0
