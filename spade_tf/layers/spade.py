@@ -37,14 +37,22 @@ class SPADE(keras.layers.Layer):
 
     gamma, beta = conv_k(relu(conv_k(segmap resized nearest to x's size))), `nhidden` wide.
 
+    onehot_channels: when set (the generator sets it to the number of label channels), the first
+    conv is computed as k*k table look-ups whenever the first `onehot_channels` channels of the
+    segmap are EXACTLY one-hot (checked at run time on every call; otherwise the plain conv runs):
+    conv(one_hot(ids)) = sum over taps of kernel[tap, ids], about nhidden adds per pixel and tap
+    instead of label_nc multiply-adds. Any further channels (instance edges) go through a conv.
+
     Inputs: x [B, H, W, norm_nc], segmap [B, H', W', label_nc] (H', W' multiples of H, W as in
     the generator, or any size). Output: [B, H, W, norm_nc].
     """
 
     def __init__(self, norm_nc, norm_type="syncbatch", kernel_size=3, nhidden=128,
-                 synchronized=False, init_type="xavier", init_variance=0.02, **kwargs):
+                 synchronized=False, init_type="xavier", init_variance=0.02, onehot_channels=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.norm_nc = norm_nc
+        self.onehot_channels = onehot_channels
         self.norm_type = norm_type
         self.kernel_size = kernel_size
         self.nhidden = nhidden
@@ -67,10 +75,44 @@ class SPADE(keras.layers.Layer):
     def call(self, x, segmap, training=False):
         normalized = self.param_free_norm(x, training=training)
         segmap = nearest_resize(segmap, x.shape[1], x.shape[2])
-        actv = ops.relu(self.mlp_shared(segmap))
+        actv = ops.relu(self._shared(segmap))
         gamma = self.mlp_gamma(actv)
         beta = self.mlp_beta(actv)
         return normalized * (1 + gamma) + beta
+
+    def _shared(self, segmap):
+        """mlp_shared(segmap): look-ups when the label part is exactly one-hot, else the conv."""
+        n, k = self.onehot_channels, self.kernel_size
+        if n is None or k % 2 == 0 or n > segmap.shape[-1]:
+            return self.mlp_shared(segmap)
+        onehot = segmap[..., :n]
+        exact = ops.logical_and(
+            ops.all(ops.equal(ops.sum(onehot, axis=-1), 1)),
+            ops.all(ops.logical_or(ops.equal(onehot, 0), ops.equal(onehot, 1))))
+        return ops.cond(exact, lambda: self._shared_lookup(segmap, n), lambda: self.mlp_shared(segmap))
+
+    def _shared_lookup(self, segmap, n):
+        """conv_same(segmap) for a segmap whose first n channels are one-hot (odd kernel, stride 1)."""
+        conv, k = self.mlp_shared, self.kernel_size
+        dtype = conv.compute_dtype
+        kernel = ops.cast(conv.kernel, dtype)  # [k, k, C, nhidden]
+        pad = k // 2
+        # row n of the table is zeros: the label of the zero padding outside the image
+        table = ops.concatenate([kernel[:, :, :n, :], ops.zeros((k, k, 1, self.nhidden), dtype)], axis=2)
+        ids = ops.cast(ops.argmax(segmap[..., :n], axis=-1), "int32")
+        ids = ops.pad(ids, ((0, 0), (pad, pad), (pad, pad)), constant_values=n)
+        h = segmap.shape[1] if segmap.shape[1] is not None else ops.shape(segmap)[1]
+        w = segmap.shape[2] if segmap.shape[2] is not None else ops.shape(segmap)[2]
+        out = None
+        for dy in range(k):
+            for dx in range(k):
+                tap = ops.take(table[dy, dx], ids[:, dy:dy + h, dx:dx + w], axis=0)
+                out = tap if out is None else out + tap
+        if segmap.shape[-1] > n:  # e.g. the instance-edge channel
+            out = out + conv.convolution_op(ops.cast(segmap[..., n:], dtype), kernel[:, :, n:, :])
+        if conv.use_bias:
+            out = out + ops.cast(conv.bias, dtype)
+        return out
 
     def compute_output_shape(self, x_shape, segmap_shape):
         return x_shape
@@ -80,5 +122,5 @@ class SPADE(keras.layers.Layer):
         config.update({
             "norm_nc": self.norm_nc, "norm_type": self.norm_type, "kernel_size": self.kernel_size,
             "nhidden": self.nhidden, "synchronized": self.synchronized, "init_type": self.init_type,
-            "init_variance": self.init_variance})
+            "init_variance": self.init_variance, "onehot_channels": self.onehot_channels})
         return config

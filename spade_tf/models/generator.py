@@ -19,6 +19,10 @@ class SPADEGenerator(keras.Model):
     Call: `G(segmap, z=None, training=False)`; segmap float [B, H, W, semantic_nc] (one-hot,
     `make_semantics`), z float [B, z_dim] (VAE models; drawn from N(0, 1) when None).
     Returns [B, H, W, 3] in [-1, 1], (H, W) = `config.image_size`.
+
+    When the label channels of segmap are exactly one-hot (as `make_semantics` makes them), every
+    SPADE computes its first conv as table look-ups (see `SPADE`); any other segmap runs the plain
+    convs. The result is the same either way (to float rounding), the look-ups are faster.
     """
 
     def __init__(self, config: SPADEConfig | dict, synchronized_bn: bool = False, seed=None, **kwargs):
@@ -54,6 +58,11 @@ class SPADEGenerator(keras.Model):
             final_nc = nf // 2
         self.final_nc = final_nc
         self.conv_img = conv2d(3, 3, name="conv_img", **init)
+        # make_semantics input: the label channels are one-hot, so SPADE may use look-ups
+        for _, blk, _ in self._blocks():
+            for norm in (blk.norm_0, blk.norm_1, getattr(blk, "norm_s", None)):
+                if norm is not None:
+                    norm.onehot_channels = cfg.num_label_channels
 
     def build(self, segmap_shape, z_shape=None):
         cfg = self.config
