@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(VENV)/bin/spade demo-job --out $(DEMO_OUT)
 
 demo-web: $(STAMP)
-	$(VENV)/bin/spade demo --model $(DEMO_OUT)/model
+	$(VENV)/bin/spade demo --model $(DEMO_OUT)/train --labels $(DEMO_OUT)/labels
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

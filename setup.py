@@ -22,7 +22,7 @@ setup(
     extras_require={
         "export": ["ai-edge-litert", "tf2onnx", "onnxruntime", "onnx"],
         "tfds": ["tensorflow-datasets", "importlib_resources"],
-        "demo": ["fastapi", "uvicorn", "python-multipart", "playwright"],
+        "demo": ["fastapi", "uvicorn", "python-multipart", "playwright", "httpx"],
         "dev": ["pytest>=8", "ruff>=0.5", "pytest-timeout"],
     },
     entry_points={"console_scripts": ["spade=spade_tf.cli:main"]},
