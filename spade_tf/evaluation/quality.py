@@ -376,11 +376,15 @@ def plot_results(rows, path, reference=None):
         if reference and key in ("miou", "pixel_accuracy"):
             ax.axhline(reference[f"real_val_{key}"], color="gray", linestyle="--", linewidth=1,
                        label="real photos")
+        if key in ("fd_alexnet", "kid_alexnet"):
+            ax.set_yscale("log")  # the untrained step-0 value would flatten the rest
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("training step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
+    if reference:
+        axes[2].legend(fontsize=7)  # names the dashed line: the segmenter on real photos
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
