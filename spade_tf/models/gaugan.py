@@ -199,6 +199,16 @@ class GauGAN(keras.Model):
             self.trackers[name].update_state(value * replicas, sample_weight=weight)
 
     # ---- keras hooks ----------------------------------------------------------------------------
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """No-op: networks, optimizers and trackers are all built in __init__ / compile.
+
+        Keras's version (TF backend, under a tf.distribute strategy) pulls one batch from the
+        training iterator (that batch is then lost for training: the data stream would be off by
+        one) and MEAN-reduces it across workers, which fails for the int label maps under
+        MultiWorkerMirroredStrategy.
+        """
+        return None
+
     def train_step(self, data):
         semantics = self.semantics(data)
         real = ops.cast(data["image"], "float32")
@@ -229,7 +239,7 @@ class GauGAN(keras.Model):
         self._track(dict(zip(g_names, g_values, strict=True)), g_weight)
         self._track({**d_terms, "D_loss": d_total})
         self.step_counter.assign_add(1)
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs()
 
     def test_step(self, data):
         """Losses with G, D (and E) in inference mode; nothing is updated."""
@@ -239,7 +249,15 @@ class GauGAN(keras.Model):
         d_terms = self.discriminator_losses(semantics, real, training=False)
         self._track({**g_terms, "G_loss": tf.add_n(list(g_terms.values())), **d_terms,
                      "D_loss": d_terms["D_Fake"] + d_terms["D_real"]})
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs()
+
+    def _logs(self):
+        logs = {m.name: m.result() for m in self.metrics}
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras reduces step outputs across workers with reduce("MEAN", axis=0), which needs a
+            # batch axis; the trackers are already synchronised, so [1] of the same value is exact.
+            logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
+        return logs
 
     def call(self, data, training=False):
         """Synthesize: batch dict -> [B, H, W, 3] in [-1, 1] (sampling generator, inference mode)."""
@@ -265,3 +283,9 @@ class GauGAN(keras.Model):
         for ema_v, v in zip(self.ema_generator.non_trainable_variables,
                             self.generator.non_trainable_variables, strict=True):
             ema_v.assign(v)
+
+
+def _multi_worker(strategy) -> bool:
+    extended = getattr(strategy, "extended", None)
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and bool(getattr(extended, "_in_multi_worker_mode", lambda: False)()))
