@@ -99,7 +99,10 @@ class SPADE(keras.layers.Layer):
         pad = k // 2
         # row n of the table is zeros: the label of the zero padding outside the image
         table = ops.concatenate([kernel[:, :, :n, :], ops.zeros((k, k, 1, self.nhidden), dtype)], axis=2)
-        ids = ops.cast(ops.argmax(segmap[..., :n], axis=-1), "int32")
+        # the id as sum(onehot * [0, 1, ..., n-1]) in float32 (exact): Keras's argmax has a bitwise op
+        # that TFLite's builtins lack
+        ids = ops.sum(ops.cast(segmap[..., :n], "float32") * ops.arange(n, dtype="float32"), axis=-1)
+        ids = ops.cast(ids, "int32")
         ids = ops.pad(ids, ((0, 0), (pad, pad), (pad, pad)), constant_values=n)
         h = segmap.shape[1] if segmap.shape[1] is not None else ops.shape(segmap)[1]
         w = segmap.shape[2] if segmap.shape[2] is not None else ops.shape(segmap)[2]
