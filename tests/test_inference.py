@@ -112,9 +112,10 @@ def realistic_networks(cfg, seed=0):
 
     norms = [layer for layer in g._flatten_layers() if isinstance(layer, BatchNorm)]
     for layer in norms:
-        layer.momentum = 1.0  # running statistics := this batch's
-    for _ in range(2):
-        g(semantics, z=z, training=True)
+        # running statistics := 95% this batch's + 5% the initial (0, 1), as after a short training
+        # run (without that floor, near-constant channels get huge 1/std and int8 ranges break)
+        layer.momentum = 0.95
+    g(semantics, z=z, training=True)
     for layer in norms:
         layer.momentum = 0.1
     pre_tanh = np.asarray(g(semantics, z=z, return_intermediates=True)[1]["conv_img"])

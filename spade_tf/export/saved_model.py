@@ -23,6 +23,7 @@ where a label map holds an unknown id: such a row's image is meaningless).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -106,7 +107,7 @@ class SpadeServingModule(tf.Module):
                                f"label_map must be [batch, {h}, {w}] for this model (resize label maps "
                                "with nearest-neighbour); got shape", tf.shape(label_map))
             with tf.control_dependencies([size]):
-                allowed = f"[0, {cfg.label_nc})" + (f" or {DONT_CARE} (don't care)"
+                allowed = f"[0, {cfg.label_nc})" + (f" or {DONT_CARE} (the dontcare label)"
                                                      if cfg.contain_dontcare_label else "")
                 flat = tf.reshape(label_map, [-1])
                 bad = tf.unique(tf.boolean_mask(flat, tf.logical_not(valid(flat))))[0]
@@ -186,7 +187,8 @@ class SpadeServingModule(tf.Module):
         specs = self.input_specs(kind)
 
         def fn(*args):  # signature input names come from the TensorSpec names
-            image, label_ok = self._run(**dict(zip(specs, args, strict=True)))
+            with _plain_spade_convs(self._generator.model, self._mobile):
+                image, label_ok = self._run(**dict(zip(specs, args, strict=True)))
             result = {"image": to_uint8(image), "image_float": image, "label_ok": label_ok}
             return {k: result[k] for k in outputs}
 
@@ -213,6 +215,24 @@ class SpadeServingModule(tf.Module):
                 sigs["style"] = make("style", ("image",))
         sigs["image_float"] = make("with_z" if cfg.use_vae else "default", ("image_float",))
         return sigs
+
+
+@contextlib.contextmanager
+def _plain_spade_convs(generator, enabled: bool):
+    """While tracing a TFLite/ONNX graph, SPADE's first conv runs as a plain conv: its one-hot
+    table look-up path (`SPADE.onehot_channels`) is a run-time `cond` with ops that neither
+    TFLite builtins nor tf2onnx handle. Same result, only slower."""
+    from spade_tf.layers.spade import SPADE
+
+    layers = [layer for layer in generator._flatten_layers() if isinstance(layer, SPADE)] if enabled else []
+    saved = [getattr(layer, "onehot_channels", None) for layer in layers]
+    for layer in layers:
+        layer.onehot_channels = None
+    try:
+        yield
+    finally:
+        for layer, value in zip(layers, saved, strict=True):
+            layer.onehot_channels = value
 
 
 def _assert_seed(seed, batch):
