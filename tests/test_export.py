@@ -239,3 +239,30 @@ def test_export_cli(seg_cli_export, capsys):
                  "--out", str(out)]) == 2
     assert "--representative-data" in capsys.readouterr().err
     assert not list(out.glob("*.tflite")) and not list(out.glob("*.onnx"))
+
+
+def test_serving_client_requests_match_the_signature(seg, seg_cli_export):
+    """scripts/serving_client.py builds REST bodies and gRPC requests the exported signature accepts."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "serving_client", Path(__file__).parents[1] / "scripts" / "serving_client.py")
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    _, out, *_ = seg_cli_export
+    serve = tf.saved_model.load(str(out / "coco" / "3")).signatures["serving_default"]
+    feed = _feed(seg, batch=1)
+    want = serve(**{k: tf.constant(v) for k, v in feed.items()})["image"].numpy()
+
+    body = json.loads(json.dumps(client.rest_request(feed["label_map"], instance_map=feed["instance_map"])))
+    assert body["signature_name"] == "serving_default"
+    rest_inputs = {"label_map": tf.constant(body["inputs"]["label_map"], tf.int32),
+                   "instance_map": tf.constant(body["inputs"]["instance_map"], tf.int32)}
+    np.testing.assert_array_equal(serve(**rest_inputs)["image"].numpy(), want)
+
+    pytest.importorskip("tensorflow_serving", reason="tensorflow-serving-api not installed")
+    request = client.grpc_request("coco", feed["label_map"], instance_map=feed["instance_map"], version=3)
+    assert request.model_spec.name == "coco" and request.model_spec.version.value == 3
+    grpc_inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+    np.testing.assert_array_equal(serve(**grpc_inputs)["image"].numpy(), want)
