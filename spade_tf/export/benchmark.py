@@ -1,0 +1,145 @@
+"""Latency per image and file size of each deployment format (a benchmark, not a test).
+
+`benchmark_export(model, ...)` returns one row per (format, batch): median seconds per call and
+per image over `runs` timed calls after `warmup` untimed ones, and the exported size. The lead's
+`spade benchmark` may call it; `python -m spade_tf.export.benchmark --preset tiny` prints JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+FORMATS = ("keras_eager", "keras_xla", "saved_model", "tflite_fp32", "tflite_fp16", "tflite_dynamic",
+           "tflite_int8", "onnx")
+
+
+def _timed(fn, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def benchmark_export(model, formats=FORMATS, batches=(1, 8), runs: int = 3, warmup: int = 1,
+                     threads: int | None = None, workdir=None, log=print) -> list[dict]:
+    """Rows {format, batch, median_s, per_image_s, runs_s, bytes, convert_s} for a SpadeModel."""
+    import tensorflow as tf
+
+    from spade_tf.export import onnx, tflite
+    from spade_tf.export.saved_model import export_saved_model
+    from spade_tf.models import make_semantics
+
+    rows = []
+    tmp = tempfile.TemporaryDirectory(prefix="spade_bench_") if workdir is None else None
+    work = Path(workdir or tmp.name)
+    cfg = model.config
+    generator = model.generator
+    for fmt in formats:
+        start = time.perf_counter()
+        size = None
+        if fmt in ("keras_eager", "keras_xla"):
+            if fmt == "keras_xla":
+                call = tf.function(lambda s, z: generator(s, z=z, training=False), jit_compile=True)
+            else:
+                call = lambda s, z: generator(s, z=z, training=False)  # noqa: E731
+
+            def runner(feed, call=call):
+                edges = tf.zeros((*feed["label_map"].shape, 1)) if cfg.use_instance_edges else None
+                semantics = make_semantics(tf.constant(feed["label_map"]), cfg, edges)
+                return call(semantics, None if "z" not in feed else tf.constant(feed["z"])).numpy()
+        elif fmt == "saved_model":
+            path = export_saved_model(model, work, name="bench", overwrite=True)
+            size = _size(path)
+            loaded = tf.saved_model.load(str(path))
+            signature = loaded.signatures["with_z" if cfg.use_vae else "serving_default"]
+
+            def runner(feed, signature=signature):
+                return signature(**{k: tf.constant(v) for k, v in feed.items()})["image"].numpy()
+        elif fmt.startswith("tflite"):
+            quantize = {"tflite_fp32": "none", "tflite_fp16": "float16", "tflite_dynamic": "dynamic",
+                        "tflite_int8": "int8"}[fmt]
+            reps = None
+            if quantize == "int8":
+                maps = [tflite.sample_feed(model, 1, seed)["label_map"][0] for seed in range(8)]
+                reps = lambda maps=maps: tflite.representative_inputs(model, maps)  # noqa: E731
+            path = tflite.export_tflite(model, work / f"{fmt}.tflite", quantize, reps)
+            size = _size(path)
+            interp = tflite.interpreter(path, num_threads=threads)
+
+            def runner(feed, interp=interp):
+                return tflite.run_tflite(interp, feed)["image"]
+        elif fmt == "onnx":
+            path = onnx.export_onnx(model, work / "model.onnx")
+            size = _size(path)
+            sess = onnx.session(path, num_threads=threads)
+
+            def runner(feed, sess=sess):
+                return onnx.run_onnx(sess, feed)["image"]
+        else:
+            raise ValueError(f"unknown format {fmt}; choose from {FORMATS}")
+        convert_s = time.perf_counter() - start
+        for batch in batches:
+            feed = tflite.sample_feed(model, batch)
+            times = _timed(lambda runner=runner, feed=feed: runner(feed), runs, warmup)
+            median = statistics.median(times)
+            row = {"format": fmt, "batch": batch, "median_s": median, "per_image_s": median / batch,
+                   "runs_s": times, "bytes": size, "convert_s": convert_s}
+            rows.append(row)
+            log(json.dumps(row))
+    if tmp is not None:
+        tmp.cleanup()
+    return rows
+
+
+def main(argv=None) -> int:
+    import argparse
+    import os
+    import platform
+
+    p = argparse.ArgumentParser(description="latency / size of each export format (prints JSON lines)")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--formats", default=",".join(FORMATS))
+    p.add_argument("--batches", default="1,8")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default=None, help="also write all rows as JSON here")
+    args = p.parse_args(argv)
+
+    from spade_tf.config import get_preset
+    from spade_tf.inference import from_networks
+    from spade_tf.models import SPADEGenerator
+
+    cfg = get_preset(args.preset).with_overrides(args.overrides)
+    h, w = cfg.image_size
+    generator = SPADEGenerator(cfg, name="generator")
+    generator.build((None, h, w, cfg.semantic_nc))  # random weights: latency does not depend on them
+    model = from_networks(generator, cfg)
+    rows = benchmark_export(model, args.formats.split(","), [int(b) for b in args.batches.split(",")],
+                            args.runs, args.warmup, args.threads)
+    meta = {"preset": args.preset, "overrides": args.overrides, "image_size": [h, w],
+            "semantic_nc": cfg.semantic_nc, "generator_params": int(generator.count_params()),
+            "cpu_count": os.cpu_count(), "platform": platform.platform(), "loadavg": os.getloadavg()}
+    if args.out:
+        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(json.dumps(meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
