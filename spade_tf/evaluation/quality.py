@@ -322,6 +322,21 @@ def markdown_table(rows, columns=("variant", "step", "train_s", "fd_alexnet", "k
     return "\n".join(lines)
 
 
+def last_mean(rows, variants, k: int = 3) -> list[dict]:
+    """Per variant, the mean of each metric over its last k evaluations ("step" = "first-last")."""
+    out = []
+    for v in variants:
+        mine = sorted((r for r in rows if r["variant"] == v), key=lambda r: r["step"])[-k:]
+        if not mine:
+            continue
+        row = {"variant": v, "step": f"{mine[0]['step']}-{mine[-1]['step']}", "train_s": mine[-1]["train_s"]}
+        for key in CSV_COLUMNS[4:]:
+            values = [r[key] for r in mine if r.get(key) is not None]
+            row[key] = float(np.mean(values)) if values else None
+        out.append(row)
+    return out
+
+
 def write_outputs(out_dir, report: dict, plot: bool = True) -> dict:
     """results.csv / results.json / results.md (+ the PNG plot); returns {kind: path}."""
     out_dir = Path(out_dir)
@@ -338,6 +353,8 @@ def write_outputs(out_dir, report: dict, plot: bool = True) -> dict:
     ref = report["reference"]
     md = [f"Final step per variant (validation: {report['split']['n_val']} held-out pairs):", "",
           markdown_table(final), "",
+          "Mean of the last 3 evaluations per variant (less noisy than one evaluation on few images):", "",
+          markdown_table(last_mean(rows, report["variants"], 3)), "",
           f"Reference: the segmenter on the real validation photos: mIoU {_fmt(ref['real_val_miou'])}, "
           f"pixel accuracy {_fmt(ref['real_val_pixel_accuracy'])}; fd_alexnet between the real training "
           f"and validation photos: {_fmt(ref['fd_alexnet_real_train_vs_val'], 2)}.", "",
