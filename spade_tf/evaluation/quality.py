@@ -454,7 +454,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    return run_args(build_parser().parse_args(argv), "spade benchmark quality " + " ".join(argv))
+    return run_args(build_parser().parse_args(argv), "spade benchmark quality -- " + " ".join(argv))
 
 
 def run_args(args, command: str = "") -> int:
