@@ -149,12 +149,14 @@ def run(args) -> int:
                     script=args.official_script)
                 official = entry["official"]
                 report["summary"].append(_summary_row(batch, "official", official, official))
+                print(f"[benchmark]   {json.dumps(report['summary'][-1])}", file=sys.stderr, flush=True)
             for variant in variants:
                 print(f"[benchmark] ours {kind} {variant}, batch {batch} ...", file=sys.stderr, flush=True)
                 task = {"kind": kind, "config": config.to_dict(), "batch": batch, "variant": variant,
                         "warmup": args.warmup, "runs": args.runs, "seed": args.seed, "threads": args.threads}
                 entry["ours"][variant] = result = run_isolated(task)
                 report["summary"].append(_summary_row(batch, variant, result, entry["official"]))
+                print(f"[benchmark]   {json.dumps(report['summary'][-1])}", file=sys.stderr, flush=True)
             report["runs"].append(entry)
     report["loadavg_end"] = list(os.getloadavg())
     text = json.dumps(report, indent=1)
