@@ -89,21 +89,16 @@ def test_outputs_and_exact_resume(tmp_path, capsys):
     assert sorted(p.name for p in (out / "checkpoints").glob("*.index"))[-1] == "ckpt-4.index"
     assert len(list((out / "checkpoints").glob("*.index"))) == 3  # keep the last 3
 
-
-def test_conflicting_config_is_an_error(tmp_path):
-    run_train(tmp_path, 1)
+    # another configuration in the same folder: a clear error, nothing touched
     with pytest.raises(SpadeError, match=r"another configuration \(lambda_feat"):
-        run_train(tmp_path, 2, config=small_config("lambda_feat=5"))
+        run_train(out, 5, config=small_config("lambda_feat=5"))
 
-
-def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys):
-    run_train(tmp_path, 3)
-    data = next((tmp_path / "checkpoints").glob("ckpt-3.data-*"))
-    data.write_bytes(b"garbage" * 10)
-    with pytest.warns(UserWarning, match="ckpt-3 cannot be read.*falling back"):
-        result = run_train(tmp_path, 3)
-    assert "resumed from step 2" in capsys.readouterr().out
-    assert result.final_step == 3
+    # a corrupt newest checkpoint: warning, fall back to the previous one
+    next((out / "checkpoints").glob("ckpt-4.data-*")).write_bytes(b"garbage" * 10)
+    with pytest.warns(UserWarning, match="ckpt-4 cannot be read.*falling back"):
+        third = run_train(out, 4)
+    assert "resumed from step 3" in capsys.readouterr().out
+    assert (third.start_step, third.final_step) == (3, 4)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
@@ -120,16 +115,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "build_train_dataset", poisoned)
     with pytest.raises(SpadeError, match=r"became nan at step 3.*ckpt-2"):
-        run_train(tmp_path, 6)
-    from spade_tf.training.checkpoints import TrainingCheckpoints
-
+        run_train(tmp_path, 4)
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
     assert not (tmp_path / "generator.keras").exists()
-    monkeypatch.setattr(runner, "build_train_dataset", original)
-    result = run_train(tmp_path, 3)  # resumes from the good checkpoint, trains on
-    assert (result.start_step, result.final_step) == (2, 3)
-    assert all(np.isfinite(w).all() for w in generator_weights(result.generator_path))
-    assert TrainingCheckpoints  # imported for the reader: the class that wrote them
+    good = str(tmp_path / "checkpoints" / "ckpt-2")
+    reader = tf.train.load_checkpoint(good)
+    values = [reader.get_tensor(n) for n, _ in tf.train.list_variables(good) if n.startswith("generator/")]
+    assert values and all(np.isfinite(v).all() for v in values)
 
 
 def test_kill_9_loses_at_most_save_every_steps(tmp_path):
@@ -160,5 +152,4 @@ def test_kill_9_loses_at_most_save_every_steps(tmp_path):
     saved = int(latest.rsplit("-", 1)[1])
     # metrics rows are written after that step's checkpoint: at most save_every - 1 logged steps are lost
     assert logged - saved <= save_every - 1, (logged, saved)
-    result = run_train(out, saved + 1, steps_per_epoch=None, save_every=save_every, sample_every=1000)
-    assert (result.start_step, result.final_step) == (saved, saved + 1)
+    assert tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved

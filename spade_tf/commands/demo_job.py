@@ -11,7 +11,7 @@ import argparse
 import time
 
 EXAMPLES = """examples:
-  spade demo-job --out demo_out                 # about 5 minutes on 2 CPU cores
+  spade demo-job --out demo_out                 # about 6 minutes on 2 CPU cores
   spade demo-job --out demo_out --minutes 15    # longer training, better pictures
   spade demo-job --out demo_out --steps 50      # a quick smoke run
 
@@ -25,7 +25,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         description="End-to-end demo on the embedded synthetic dataset: no downloads.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--minutes", type=float, default=4.0, help="training time budget (default 4)")
+    p.add_argument("--minutes", type=float, default=5.0, help="training time budget (default 5)")
     p.add_argument("--steps", type=int, default=100_000, help="training steps at most (default: time-bound)")
     p.add_argument("--samples", type=int, default=8, help="held-out label maps to synthesize (default 8)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
