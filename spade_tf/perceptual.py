@@ -115,6 +115,17 @@ def build_perceptual_loss(config, weights: str | os.PathLike | None = None,
     """
     if config.lambda_vgg == 0:
         return None
+    # The backbone always runs in float32 (under a mixed policy too): it is frozen, small next to
+    # the generator, and its features feed a loss.
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        return _build(config, weights, allow_download)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _build(config, weights, allow_download):
     if config.perceptual_backbone == "alexnet":
         from spade_tf.evaluation.alexnet import AlexNetFeatures, load_alexnet_npz
 

@@ -203,3 +203,23 @@ def test_missing_perceptual_weights_stop_with_instructions(tmp_path):
     with pytest.raises(SpadeError, match="lambda_vgg=0"):
         build_perceptual_loss(get_preset("tiny"), tmp_path / "missing.npz")
     assert build_perceptual_loss(cfg.replace(lambda_vgg=0.0), tmp_path / "missing.h5") is None
+
+
+def test_perceptual_backbone_stays_float32_under_mixed_precision():
+    import keras
+
+    from spade_tf.config import get_preset
+    from spade_tf.perceptual import build_perceptual_loss
+
+    weights = SHARED / "weights" / "lpips_alex_v0.1.npz"
+    if not weights.exists():
+        pytest.skip(f"LPIPS weights not found: {weights}")
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        loss = build_perceptual_loss(get_preset("tiny"), weights)
+        x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+        value = loss(keras.ops.cast(x, "bfloat16"), x)
+        assert np.isfinite(float(value)) and float(value) > 0
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # restored
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
