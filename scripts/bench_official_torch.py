@@ -95,7 +95,9 @@ def _install_sync_batchnorm(official_dir, sync_dir):
     return None
 
 
-def _timed(fn, warmup, runs):
+def _timed(fn, warmup, runs, serve=False):
+    """warmup + runs calls; serve: after warm-up, one timed call per "run" line on stdin until "done"
+    (the protocol of spade_tf.benchmark.time_calls, which alternates this process with ours)."""
     first = None
     for i in range(warmup):
         start = time.perf_counter()
@@ -103,12 +105,25 @@ def _timed(fn, warmup, runs):
         if i == 0:
             first = time.perf_counter() - start
     times, cpu_per_wall = [], []
-    for _ in range(runs):
+
+    def one():
         wall0, cpu0 = time.perf_counter(), time.process_time()
         fn()
         wall = time.perf_counter() - wall0
         times.append(wall)
         cpu_per_wall.append((time.process_time() - cpu0) / wall)
+
+    if serve:
+        print("SPADE_BENCH_READY", flush=True)
+        for line in sys.stdin:
+            if line.strip() != "run":
+                break
+            one()
+            timing = {"s": times[-1], "loadavg": os.getloadavg()[0]}
+            print("SPADE_BENCH_TIME " + json.dumps(timing), flush=True)
+    else:
+        for _ in range(runs):
+            one()
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
             "runs_s": times, "first_call_s": first, "warmup_runs": warmup,
             "cpu_per_wall": cpu_per_wall}
@@ -134,6 +149,9 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--serve", action="store_true",
+                   help="after warm-up, time one call per 'run' line on stdin until 'done' (used by "
+                        "`spade benchmark` to alternate this process with ours)")
     args = p.parse_args(ours)
 
     official = os.path.abspath(args.official)
@@ -213,7 +231,7 @@ def main(argv=None):
                 z = torch.randn(b, opt.z_dim) if opt.use_vae else None
                 return net_g(semantics, z=z)
 
-        result["timing"] = _timed(call, args.warmup, args.runs)
+        result["timing"] = _timed(call, args.warmup, args.runs, args.serve)
     else:
         g_steps, d_steps = [], []
 
@@ -225,7 +243,7 @@ def main(argv=None):
             g_steps.append(t1 - t0)
             d_steps.append(time.perf_counter() - t1)
 
-        result["timing"] = _timed(iteration, args.warmup, args.runs)
+        result["timing"] = _timed(iteration, args.warmup, args.runs, args.serve)
         result["timing"]["G_step_s"] = g_steps[args.warmup:]
         result["timing"]["D_step_s"] = d_steps[args.warmup:]
         result["losses_last_iteration"] = {

@@ -50,8 +50,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def time_calls(fn, warmup: int = 2, runs: int = 5) -> dict:
-    """Call `fn` warmup + runs times; statistics of the timed runs (seconds)."""
+READY_MARKER = "SPADE_BENCH_READY"
+TIME_MARKER = "SPADE_BENCH_TIME "
+
+
+def time_calls(fn, warmup: int = 2, runs: int = 5, serve: bool = False) -> dict:
+    """Call `fn` warmup + runs times; statistics of the timed runs (seconds).
+
+    serve=True: after the warm-up, print READY_MARKER and time one call per "run" line on stdin
+    (printing TIME_MARKER + JSON after each) until a "done" line: `run_interleaved` drives two
+    such processes in alternation.
+    """
     first = None
     for i in range(warmup):
         start = time.perf_counter()
@@ -59,12 +68,24 @@ def time_calls(fn, warmup: int = 2, runs: int = 5) -> dict:
         if i == 0:
             first = time.perf_counter() - start
     times, cpu_per_wall = [], []
-    for _ in range(runs):
+
+    def one():
         wall0, cpu0 = time.perf_counter(), time.process_time()
         fn()
         wall = time.perf_counter() - wall0
         times.append(wall)
         cpu_per_wall.append((time.process_time() - cpu0) / wall)
+
+    if serve:
+        print(READY_MARKER, flush=True)
+        for line in sys.stdin:
+            if line.strip() != "run":
+                break
+            one()
+            print(TIME_MARKER + json.dumps({"s": times[-1], "loadavg": os.getloadavg()[0]}), flush=True)
+    else:
+        for _ in range(runs):
+            one()
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
             "runs_s": times, "first_call_s": first, "warmup_runs": warmup, "cpu_per_wall": cpu_per_wall}
 
@@ -155,7 +176,7 @@ def _count(weights) -> int:
 
 
 def generator_inference(config, batch: int = 1, variant: str = "function", warmup: int = 2, runs: int = 5,
-                        seed: int = 0, threads: int | None = None) -> dict:
+                        seed: int = 0, threads: int | None = None, serve: bool = False) -> dict:
     """Time `G(semantics, training=False)` for one variant; returns a JSON-able dict."""
     base, mods = parse_variant(variant)
     rss_before_import = peak_rss_mb()
@@ -191,14 +212,14 @@ def generator_inference(config, batch: int = 1, variant: str = "function", warmu
               "image_size": [h, w], "semantic_nc": config.semantic_nc,
               "params_G": _count(g.trainable_weights), "peak_rss_mb_before_import": rss_before_import,
               "peak_rss_mb_after_import": rss_after_import, "loadavg_before": list(os.getloadavg())}
-    result["timing"] = time_calls(call, warmup, runs)
+    result["timing"] = time_calls(call, warmup, runs, serve)
     result["loadavg_after"] = list(os.getloadavg())
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
 def train_iteration(config, batch: int = 1, variant: str = "function", warmup: int = 2, runs: int = 5,
-                    seed: int = 0, threads: int | None = None) -> dict:
+                    seed: int = 0, threads: int | None = None, serve: bool = False) -> dict:
     """Time one GauGAN training iteration (G step then D step, as `model.fit` runs it).
 
     The configuration's VGG loss is switched off (lambda_vgg=0), as in the official comparison
@@ -238,7 +259,7 @@ def train_iteration(config, batch: int = 1, variant: str = "function", warmup: i
               "params_G": _count(g.trainable_weights), "params_D": _count(d.trainable_weights),
               "peak_rss_mb_before_import": rss_before_import, "peak_rss_mb_after_import": rss_after_import,
               "loadavg_before": list(os.getloadavg())}
-    result["timing"] = time_calls(call, warmup, runs)
+    result["timing"] = time_calls(call, warmup, runs, serve)
     result["losses_last_iteration"] = {k: v for k, v in last.items() if k in (
         "G_GAN", "G_GAN_Feat", "G_KLD", "D_Fake", "D_real")}
     result["loadavg_after"] = list(os.getloadavg())
@@ -253,7 +274,8 @@ def run_task(task: dict) -> dict:
     config = SPADEConfig.from_dict(task["config"])
     fn = {"generator": generator_inference, "train": train_iteration}[task["kind"]]
     return fn(config, batch=task["batch"], variant=task["variant"], warmup=task["warmup"],
-              runs=task["runs"], seed=task.get("seed", 0), threads=task.get("threads"))
+              runs=task["runs"], seed=task.get("seed", 0), threads=task.get("threads"),
+              serve=task.get("serve", False))
 
 
 def _last_json(stdout: str, marker: str | None):
@@ -321,8 +343,11 @@ def default_official_script() -> Path:
 
 def run_official(kind: str, config, batch: int, official_dir: str, torch_python: str,
                  sync_batchnorm: str | None = None, warmup: int = 2, runs: int = 5, seed: int = 0,
-                 threads: int | None = None, script: str | None = None, timeout: float = 3600) -> dict:
+                 threads: int | None = None, script: str | None = None, timeout: float = 3600,
+                 serve: bool = False):
     """Run the official code through scripts/bench_official_torch.py; its JSON as a dict.
+
+    serve=True: return the command line instead, for `run_interleaved`.
 
     Without a sync_batchnorm module (`models/networks/sync_batchnorm` in the checkout, or
     `sync_batchnorm`), `spectralspadesyncbatch3x3` is run as `spectralspadebatch3x3`: on one device
@@ -344,8 +369,95 @@ def run_official(kind: str, config, batch: int, official_dir: str, torch_python:
         cmd += ["--sync-batchnorm", str(sync_batchnorm)]
     if threads:
         cmd += ["--threads", str(threads)]
+    if serve:
+        cmd += ["--serve"]
     cmd += ["--", *official_argv(config, batch)]
-    return _run_process(cmd, None, timeout)
+    return cmd if serve else _run_process(cmd, None, timeout)
+
+
+class _Served:
+    """A benchmark process speaking the READY / run / TIME / done protocol of `time_calls`."""
+
+    def __init__(self, cmd, marker, env=None):
+        import tempfile
+
+        self.marker = marker
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, bufsize=1, env=env)
+
+    def _line_starting(self, prefix):
+        for line in self.proc.stdout:
+            if line.startswith(prefix):
+                return line
+        self.stderr.seek(0)
+        tail = self.stderr.read().strip().splitlines()[-15:]
+        raise RuntimeError(f"benchmark process ended early (status {self.proc.wait()}): {tail}")
+
+    def ready(self):
+        self._line_starting(READY_MARKER)
+
+    def run_once(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return json.loads(self._line_starting(TIME_MARKER)[len(TIME_MARKER):])["s"]
+
+    def finish(self) -> dict:
+        self.proc.stdin.write("done\n")
+        self.proc.stdin.close()
+        rest = self.proc.stdout.read()
+        self.proc.wait()
+        result = _last_json(rest, self.marker)
+        return result if result is not None else {"error": f"no result (status {self.proc.returncode})"}
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_interleaved(tasks: list[dict], official_cmd: list[str] | None, runs: int) -> tuple[dict | None, list]:
+    """Time the official process and each of ours in ALTERNATION, one call each in turn.
+
+    The official process starts once and stays up; for each task (variant) a fresh process of
+    ours starts, both warm up, then `runs` rounds call official and ours one after the other
+    (order swapped every round), so load from other jobs hits both alike. Returns (official
+    result with every timed run, [our result per task]); each of ours gets `paired_official_s`,
+    the official times of its own rounds, and `time_ratio` = median ours / median of those.
+    """
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    official = _Served(official_cmd, None) if official_cmd else None
+    results = []
+    try:
+        if official:
+            official.ready()
+        for task in tasks:
+            ours = _Served([sys.executable, "-m", "spade_tf.benchmark", json.dumps({**task, "serve": True})],
+                           RESULT_MARKER, env)
+            try:
+                ours.ready()
+                paired = []
+                for r in range(runs):
+                    if official and r % 2 == 0:
+                        paired.append(official.run_once())
+                    ours.run_once()
+                    if official and r % 2 == 1:
+                        paired.append(official.run_once())
+                result = ours.finish()
+            except RuntimeError as e:
+                result = {"error": str(e)}
+            finally:
+                ours.kill()
+            if official and "error" not in result:
+                result["paired_official_s"] = paired
+                result["time_ratio"] = result["timing"]["median_s"] / statistics.median(paired)
+            results.append(result)
+        official_result = official.finish() if official else None
+    finally:
+        if official:
+            official.kill()
+    return official_result, results
 
 
 def compare(ours: dict, official: dict | None) -> dict | None:

@@ -59,6 +59,10 @@ def _common(p: argparse.ArgumentParser, default_variants: str | None) -> None:
                    help="folder containing sync_batchnorm/ for the official default norm_G")
     p.add_argument("--official-script", default=None, metavar="PATH",
                    help="scripts/bench_official_torch.py (default: the one in this checkout)")
+    p.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --official: keep the official process up and alternate its calls with "
+                        "ours, one by one (default; fair on a shared machine). --no-interleave: run "
+                        "official, then each variant, one after the other")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON here")
 
 
@@ -108,6 +112,8 @@ def _summary_row(batch, variant, result, official):
     if "error" in result:
         return {"batch": batch, "variant": variant, "error": result["error"]}
     ratio = compare(result, official)
+    if ratio and "time_ratio" in result:  # interleaved: against the official calls of its own rounds
+        ratio["time_ratio"] = result["time_ratio"]
     cpu = result["timing"]["cpu_per_wall"]
     return {"batch": batch, "variant": variant, "median_s": round(result["timing"]["median_s"], 4),
             "first_call_s": round(result["timing"]["first_call_s"] or 0.0, 3),
@@ -115,6 +121,29 @@ def _summary_row(batch, variant, result, official):
             "peak_rss_mb": round(result["peak_rss_mb"]),
             "loadavg_1min": [round(result["loadavg_before"][0], 2), round(result["loadavg_after"][0], 2)],
             "cpu_per_wall": round(sum(cpu) / len(cpu), 2)}
+
+
+def _interleaved_batch(args, kind, config, batch, variants, rnd, report):
+    from spade_tf.benchmark import run_interleaved, run_official
+
+    official_cmd = run_official(kind, config, batch, args.official, args.torch_python, args.sync_batchnorm,
+                                warmup=args.warmup, runs=args.runs, seed=args.seed, threads=args.threads,
+                                script=args.official_script, serve=True)
+    tasks = [{"kind": kind, "config": config.to_dict(), "batch": batch, "variant": v, "warmup": args.warmup,
+              "runs": args.runs, "seed": args.seed, "threads": args.threads} for v in variants]
+    print(f"[benchmark] {kind}, batch {batch}: official alternating with {', '.join(variants)} ...",
+          file=sys.stderr, flush=True)
+    try:
+        official, results = run_interleaved(tasks, official_cmd, args.runs)
+    except RuntimeError as e:  # the official process failed
+        official, results = {"error": str(e)}, []
+    report["summary"].append(_summary_row(batch, "official", official, official))
+    for variant, result in zip(variants, results, strict=False):
+        report["summary"].append(_summary_row(batch, variant, result, official))
+    for row in report["summary"][-len(results) - 1:]:
+        print(f"[benchmark]   {json.dumps(row)}", file=sys.stderr, flush=True)
+    report["runs"].append({"round": rnd, "batch": batch, "official": official,
+                           "ours": dict(zip(variants, results, strict=False))})
 
 
 def run(args) -> int:
@@ -138,8 +167,13 @@ def run(args) -> int:
     report = {"command": "spade " + " ".join(sys.argv[1:]),
               "task": kind, "preset": args.preset, "overrides": args.overrides, "machine": machine_info(),
               "loadavg_start": list(os.getloadavg()), "summary": [], "runs": []}
+    interleave = bool(args.official) and args.interleave and bool(variants)
+    report["method"] = "interleaved" if interleave else "sequential"
     for rnd in range(args.rounds):
         for batch in args.batch:
+            if interleave:
+                _interleaved_batch(args, kind, config, batch, variants, rnd, report)
+                continue
             entry = {"round": rnd, "batch": batch, "official": None, "ours": {}}
             if args.official:
                 print(f"[benchmark] official {kind}, batch {batch} ...", file=sys.stderr, flush=True)
