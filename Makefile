@@ -27,7 +27,7 @@ browser:
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
 test: $(STAMP) lint browser
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 demo: $(STAMP)
 	$(VENV)/bin/spade demo-job --out $(DEMO_OUT)
