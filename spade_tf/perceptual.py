@@ -38,7 +38,8 @@ _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 def no_weights_message(reason: str) -> str:
     return (f"perceptual loss: {reason}. Either pass the Keras VGG19 weights file with "
-            f"`--vgg-weights PATH/{VGG_WEIGHTS_FILE}` (Python: vgg_weights=PATH), or use the offline "
+            f"`--vgg-weights PATH/{VGG_WEIGHTS_FILE}` (Python: `train(..., perceptual_weights=PATH)`), "
+            "or use the offline "
             "LPIPS AlexNet backbone with `--set perceptual_backbone=alexnet` (weights "
             "shared/weights/lpips_alex_v0.1.npz or $SPADE_ALEXNET_WEIGHTS), or switch the term off with "
             "`--set lambda_vgg=0`.")
