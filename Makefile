@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,export,demo,tfds
+EXTRAS ?= dev,export,demo,tfds,serving
 DEMO_OUT ?= demo_out
 
 .PHONY: install test lint demo demo-web browser clean

@@ -21,6 +21,7 @@ setup(
     ],
     extras_require={
         "export": ["ai-edge-litert", "tf2onnx", "onnxruntime", "onnx"],
+        "serving": ["tensorflow-serving-api==2.21.*"],
         "tfds": ["tensorflow-datasets", "importlib_resources"],
         "demo": ["fastapi", "uvicorn", "python-multipart", "playwright", "httpx"],
         "dev": ["pytest>=8", "ruff>=0.5", "pytest-timeout"],
