@@ -18,6 +18,7 @@ setup(
         "pillow>=10",
         "scipy>=1.11",
         "tqdm>=4.66",
+        "tensorboard",
     ],
     extras_require={
         "export": ["ai-edge-litert", "tf2onnx", "onnxruntime", "onnx"],

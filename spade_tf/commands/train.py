@@ -71,6 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, default=50, help="metrics.csv / TensorBoard every N steps")
     p.add_argument("--sample-every", type=int, default=500, help="sample grid PNG every N steps")
     p.add_argument("--seed", type=int, default=0, help="data order and noise seed")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="drop unreadable or invalid pairs (and say how many) instead of stopping")
     p.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
                    help="Keras progress: 1 bar, 2 one line per epoch, 0 silent")
 
@@ -100,6 +102,6 @@ def run(args) -> int:
                    jit_compile=jit_compile, run_eagerly=args.run_eagerly, init_generator=args.init_generator,
                    distribute=args.distribute,
                    log_every=args.log_every, sample_every=args.sample_every, seed=args.seed,
-                   verbose="auto" if args.verbose is None else args.verbose)
+                   verbose="auto" if args.verbose is None else args.verbose, skip_bad=args.skip_bad)
     print(f"output folder: {result.out_dir}")
     return 0

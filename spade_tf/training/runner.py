@@ -42,19 +42,20 @@ def _log(msg: str) -> None:
 
 
 # ---- data ------------------------------------------------------------------------------------------
-def build_train_dataset(config: SPADEConfig, data_dir, batch_size: int, seed: int, repeat: bool):
+def build_train_dataset(config: SPADEConfig, data_dir, batch_size: int, seed: int, repeat: bool,
+                        skip_bad: bool = False):
     """The data helper's `build_dataset` (the embedded synthetic set when data_dir is None)."""
     from spade_tf.data import build_dataset
 
     return build_dataset(config, data_dir, split="train", batch_size=batch_size, shuffle=True, seed=seed,
-                         repeat=repeat, drop_remainder=True)
+                         repeat=repeat, drop_remainder=True, skip_bad=skip_bad)
 
 
-def steps_per_epoch_of(config, data_dir, batch_size, seed) -> int:
-    """Batches in one pass over the training set."""
+def steps_per_epoch_of(config, data_dir, batch_size, seed, skip_bad: bool = False) -> int:
+    """Batches in one pass over the training set (with skip_bad: counted, bad pairs dropped)."""
     import tensorflow as tf
 
-    ds = build_train_dataset(config, data_dir, batch_size, seed, repeat=False)
+    ds = build_train_dataset(config, data_dir, batch_size, seed, repeat=False, skip_bad=skip_bad)
     n = int(ds.cardinality())
     if n == tf.data.INFINITE_CARDINALITY:
         raise SpadeError("the training set is endless; pass --steps-per-epoch")
@@ -129,7 +130,7 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
           jit_compile: bool = False, run_eagerly: bool = False, init_generator=None,
           distribute: str = "auto", strategy=None,
           log_every: int = 50, sample_every: int = 500, seed: int = 0, verbose="auto",
-          tensorboard: bool = True, max_seconds: float | None = None) -> TrainResult:
+          tensorboard: bool = True, max_seconds: float | None = None, skip_bad: bool = False) -> TrainResult:
     import keras
     import tensorflow as tf
 
@@ -169,7 +170,7 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
     old_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32" if mixed_precision == "none" else mixed_precision)
     try:
-        spe = steps_per_epoch or steps_per_epoch_of(config, data_dir, global_batch, seed)
+        spe = steps_per_epoch or steps_per_epoch_of(config, data_dir, global_batch, seed, skip_bad)
         total = steps if steps is not None else spe * (epochs if epochs is not None
                                                        else config.niter + config.niter_decay)
         keras.utils.set_random_seed(seed)  # same seed, same initial weights (and the same run)
@@ -207,7 +208,7 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
         history = {}
         guard = cb.NonFiniteLossGuard()
         if start < total:
-            ds = build_train_dataset(config, data_dir, global_batch, seed, repeat=True)
+            ds = build_train_dataset(config, data_dir, global_batch, seed, repeat=True, skip_bad=skip_bad)
             sample_batch = next(iter(ds.take(1)))
             sample_batch = {k: v[: min(4, global_batch)] for k, v in sample_batch.items()}
             if start:
