@@ -78,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_defaults(mixed_precision: str, jit_compile):
-    """'auto' choices: what measured fastest (docs/bench_train.md): GPU fp16 + XLA, CPU fp32 eager graph."""
+    """'auto' choices: what measured fastest (docs/benchmarks.md): GPU fp16 + XLA, CPU fp32 eager graph."""
     import tensorflow as tf
 
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
