@@ -83,8 +83,20 @@ def register(subparsers) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     o.add_argument("--mode", choices=("generator", "train"), default="generator")
     _common(o, None)
-    q = sub.add_parser("quality", help="image quality benchmark (spade_tf.evaluation.quality)")
-    q.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the quality benchmark")
+    q = sub.add_parser(
+        "quality", help="image quality benchmark (spade_tf.evaluation.quality)",
+        description="Train variants (baseline, lambda_vgg=0, EMA) on a held-out split and record FD/KID "
+                    "(AlexNet features), mIoU with the built-in segmenter and LPIPS diversity against "
+                    "steps; see docs/benchmarks.md.",
+        epilog="example:\n  spade benchmark quality --data ../shared/data/facades/train \\\n"
+               "      --out runs/quality --set crop_size=64 --set load_size=72 --steps 1200\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        from spade_tf.evaluation.quality import add_arguments
+    except ModuleNotFoundError:  # older installs without the quality module
+        q.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the quality benchmark")
+    else:
+        add_arguments(q)
     return p
 
 
@@ -100,10 +112,10 @@ def _run_quality(args) -> int:
             raise SpadeError("`spade benchmark quality` is not available in this version "
                              "(spade_tf.evaluation.quality is missing)") from None
         raise
-    if not hasattr(quality, "main"):
-        raise SpadeError("`spade benchmark quality` is not available: spade_tf.evaluation.quality "
-                         "has no main(argv)")
-    return int(quality.main(args.rest) or 0)
+    if hasattr(args, "rest"):
+        return int(quality.main(args.rest) or 0)
+    argv = " ".join(sys.argv[1:]) if sys.argv else ""
+    return int(quality.run_args(args, command=f"spade {argv}".strip()) or 0)
 
 
 def _summary_row(batch, variant, result, official):

@@ -51,17 +51,17 @@ PLOT_NAME = "quality_plot.png"
 
 EXAMPLES = """examples (the "--" after "quality" hands every option to this benchmark):
   # CPU-sized (64x64, narrow networks, batch 1): three variants, evaluated every 150 steps
-  spade benchmark quality -- --data ../shared/data/facades/train --out runs/quality \\
+  spade benchmark quality --data ../shared/data/facades/train --out runs/quality \\
       --preset facades --set crop_size=64 --set load_size=72 --set ngf=16 --set ndf=16 \\
       --set spade_nhidden=32 --set perceptual_backbone=alexnet \\
       --steps 1200 --eval-every 150 --segmenter-steps 600 --segmenter-width 16
 
   # the full-size facades preset (256x256, official widths, VGG19 perceptual loss) on a GPU
-  spade benchmark quality -- --data ../shared/data/facades/train --out runs/quality-full \\
+  spade benchmark quality --data ../shared/data/facades/train --out runs/quality-full \\
       --steps 20000 --eval-every 2000   # VGG19: Keras downloads/caches it, or --perceptual-weights FILE
 
   # with a multimodal (VAE) variant, which also gets an LPIPS diversity score
-  spade benchmark quality -- --data ../shared/data/facades/train --out runs/q --variants baseline,vae
+  spade benchmark quality --data ../shared/data/facades/train --out runs/q --variants baseline,vae
 """
 
 
@@ -454,7 +454,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    return run_args(build_parser().parse_args(argv), "spade benchmark quality -- " + " ".join(argv))
+    return run_args(build_parser().parse_args(argv), "spade benchmark quality " + " ".join(argv))
 
 
 def run_args(args, command: str = "") -> int:
