@@ -1,4 +1,4 @@
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="spade-tf",
@@ -8,9 +8,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["spade_tf", "spade_tf.*"]),
+    packages=find_namespace_packages(include=["spade_tf", "spade_tf.*"], exclude=["*.__pycache__"]),
     include_package_data=True,
-    package_data={"spade_tf": ["demo/static/*"]},
+    package_data={"spade_tf.demo.static": ["*.html", "*.js", "*.css"]},
     install_requires=[
         "tensorflow==2.21.*",
         "keras>=3.10,<4",
