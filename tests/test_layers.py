@@ -192,3 +192,55 @@ def test_layers_use_keras_ops_only():
 
 def test_ops_backend_smoke():
     assert ops.convert_to_numpy(nearest_resize(np.zeros((1, 4, 4, 1), "float32"), 2, 2)).shape == (1, 2, 2, 1)
+
+
+@pytest.mark.parametrize("kernel_size,batch", [(3, 2), (1, 1), (5, 1)])
+def test_same_conv_gradients_equal_the_native_ones(kernel_size, batch):
+    """`same_conv` takes its gradients as forward convs; they must be the convolution's own."""
+    from spade_tf.layers.conv import same_conv
+
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(batch, 7, 9, 3)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(kernel_size, kernel_size, 3, 5)).astype("float32"))
+    upstream = tf.constant(rng.normal(size=(batch, 7, 9, 5)).astype("float32"))
+    grads = []
+    for conv in (same_conv, lambda a, b: tf.nn.conv2d(a, b, 1, "SAME")):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = conv(x, kernel)
+        grads.append([y] + tape.gradient(y, [x, kernel], output_gradients=upstream))
+    for ours, native in zip(grads[0], grads[1], strict=True):
+        np.testing.assert_allclose(ours.numpy(), native.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_conv2d_forward_gradients_switch():
+    """The Conv2D subclass: same outputs and weight gradients with the switch on or off; on by
+    default on a CPU-only TensorFlow; strided convs always take the native path."""
+    from spade_tf.layers import conv as conv_module
+
+    assert conv_module.forward_conv_gradients() == (not tf.config.list_physical_devices("GPU"))
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(2, 6, 6, 4)).astype("float32"))
+    layer = conv_module.conv2d(3, 3, spectral=True)
+    layer.build(x.shape)
+    results = []
+    saved = conv_module.FORWARD_CONV_GRADIENTS
+    try:
+        for flag in (True, False):
+            conv_module.FORWARD_CONV_GRADIENTS = flag
+            with tf.GradientTape() as tape:
+                y = layer(x, training=False)
+                loss = tf.reduce_sum(y * y)
+            results.append([y.numpy()] + [g.numpy() for g in tape.gradient(loss, layer.trainable_variables)])
+            graph = tf.function(lambda: layer(x)).get_concrete_function().graph
+            has_custom = any(op.type == "IdentityN" for op in graph.get_operations())
+            assert has_custom == flag
+    finally:
+        conv_module.FORWARD_CONV_GRADIENTS = saved
+    for on, off in zip(*results, strict=True):
+        np.testing.assert_allclose(on, off, rtol=1e-5, atol=1e-5)
+    strided = conv_module.Conv2D(2, 3, strides=2, padding="same")
+    strided.build(x.shape)
+    assert not strided._plain_same()
+    clone = conv_module.Conv2D.from_config(strided.get_config())
+    assert isinstance(clone, conv_module.Conv2D) and clone.strides == (2, 2)

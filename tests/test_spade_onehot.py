@@ -82,3 +82,61 @@ def test_generator_enables_lookups_for_the_label_channels():
     seg = make_semantics(ids, config, np.zeros((1, h, w, 1), "float32"))
     out = g(seg)
     assert out.shape == (1, h, w, 3) and np.isfinite(keras.ops.convert_to_numpy(out)).all()
+
+
+def test_lookup_conv_equals_a_strided_padded_conv():
+    """`lookup_conv` at the discriminator's geometry (4x4, stride 2, padding 2) and SPADE's."""
+    from spade_tf.layers.lookup import lookup_conv
+
+    rng = np.random.default_rng(6)
+    ids = rng.integers(0, 7, (2, 11, 10)).astype("int32")
+    for k, stride, pad in ((4, 2, 2), (3, 1, 1), (4, 1, 2)):
+        kernel = rng.normal(size=(k, k, 7, 5)).astype("float32")
+        padded = np.pad(np.eye(7, dtype="float32")[ids], ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        expected = tf.nn.conv2d(padded, kernel, stride, "VALID").numpy()
+        got = lookup_conv(tf.constant(ids), tf.constant(kernel), stride, pad).numpy()
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_discriminator_first_conv_lookup_matches_the_conv():
+    """Full-resolution D with look-ups on: same features and same gradients (weights and image)
+    as with them off; a non-one-hot input takes the conv; the coarser scales never look up."""
+    from spade_tf.models import MultiscaleDiscriminator
+    from spade_tf.models.discriminator import NLayerDiscriminator
+
+    config = get_preset("tiny")
+    n = config.num_label_channels
+    fast, plain = MultiscaleDiscriminator(config), MultiscaleDiscriminator(config)
+    assert [d.onehot_channels for d in fast.discriminators] == [n] + [None] * (config.num_D - 1)
+    for d in plain.discriminators:
+        d.onehot_channels = None
+    rng = np.random.default_rng(7)
+    labels = np.eye(n, dtype="float32")[rng.integers(0, n, (2, 32, 32))]
+    image = tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)).astype("float32"))
+    shape = (2, 32, 32, config.semantic_nc + 3)
+    fast.build(shape)
+    plain.build(shape)
+    plain.set_weights(fast.get_weights())
+    calls = []
+    original = NLayerDiscriminator._first_lookup
+    NLayerDiscriminator._first_lookup = lambda self, *a: calls.append(1) or original(self, *a)
+    try:
+        _compare_discriminators(fast, plain, labels, image)
+    finally:
+        NLayerDiscriminator._first_lookup = original
+    assert calls, "the look-up path did not run on an exactly one-hot input"
+
+
+def _compare_discriminators(fast, plain, labels, image):
+    for seg in (labels, 0.5 * labels):
+        results = []
+        for d in (fast, plain):
+            with tf.GradientTape() as tape:
+                tape.watch(image)
+                outputs = d(tf.concat([seg, image], -1), training=True)
+                loss = sum(tf.reduce_sum(t * t) for scale in outputs for t in scale)
+            grads = tape.gradient(loss, [image] + d.trainable_weights)
+            results.append([t.numpy() for scale in outputs for t in scale] + [g.numpy() for g in grads])
+        for a, b in zip(*results, strict=True):  # float32 summation order, relative to the scale
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(b).max()))

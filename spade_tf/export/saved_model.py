@@ -221,16 +221,21 @@ class SpadeServingModule(tf.Module):
 def _plain_spade_convs(generator, enabled: bool):
     """While tracing a TFLite/ONNX graph, SPADE's first conv runs as a plain conv: its one-hot
     table look-up path (`SPADE.onehot_channels`) is a run-time `cond` with ops that neither
-    TFLite builtins nor tf2onnx handle. Same result, only slower."""
+    TFLite builtins nor tf2onnx handle. Same result, only slower. Every exported graph is
+    inference only, so convolutions drop their custom gradients (`layers.conv.same_conv`)."""
+    from spade_tf.layers import conv
     from spade_tf.layers.spade import SPADE
 
     layers = [layer for layer in generator._flatten_layers() if isinstance(layer, SPADE)] if enabled else []
     saved = [getattr(layer, "onehot_channels", None) for layer in layers]
+    saved_gradients = conv.FORWARD_CONV_GRADIENTS
+    conv.FORWARD_CONV_GRADIENTS = False
     for layer in layers:
         layer.onehot_channels = None
     try:
         yield
     finally:
+        conv.FORWARD_CONV_GRADIENTS = saved_gradients
         for layer, value in zip(layers, saved, strict=True):
             layer.onehot_channels = value
 

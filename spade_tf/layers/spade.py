@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from spade_tf.layers.conv import conv2d
+from spade_tf.layers.lookup import is_exactly_onehot, lookup_conv, onehot_ids
 from spade_tf.layers.normalization import param_free_norm
 
 
@@ -76,41 +77,33 @@ class SPADE(keras.layers.Layer):
         normalized = self.param_free_norm(x, training=training)
         segmap = nearest_resize(segmap, x.shape[1], x.shape[2])
         actv = ops.relu(self._shared(segmap))
-        gamma = self.mlp_gamma(actv)
-        beta = self.mlp_beta(actv)
+        gamma, beta = self._gamma_beta(actv)
         return normalized * (1 + gamma) + beta
+
+    def _gamma_beta(self, actv):
+        """(mlp_gamma(actv), mlp_beta(actv)) as ONE conv with both kernels side by side: the two
+        read the same input, and one wider conv (and its gradient) is cheaper than two."""
+        dtype = self.mlp_gamma.compute_dtype
+        kernel = ops.concatenate([self.mlp_gamma.kernel, self.mlp_beta.kernel], axis=-1)
+        bias = ops.concatenate([self.mlp_gamma.bias, self.mlp_beta.bias], axis=-1)
+        both = self.mlp_gamma.convolution_op(actv, ops.cast(kernel, dtype)) + ops.cast(bias, dtype)
+        gamma, beta = ops.split(both, 2, axis=-1)  # (a split's gradient is a concat, a slice's is not)
+        return gamma, beta
 
     def _shared(self, segmap):
         """mlp_shared(segmap): look-ups when the label part is exactly one-hot, else the conv."""
         n, k = self.onehot_channels, self.kernel_size
         if n is None or k % 2 == 0 or n > segmap.shape[-1]:
             return self.mlp_shared(segmap)
-        onehot = segmap[..., :n]
-        exact = ops.logical_and(
-            ops.all(ops.equal(ops.sum(onehot, axis=-1), 1)),
-            ops.all(ops.logical_or(ops.equal(onehot, 0), ops.equal(onehot, 1))))
-        return ops.cond(exact, lambda: self._shared_lookup(segmap, n), lambda: self.mlp_shared(segmap))
+        return ops.cond(is_exactly_onehot(segmap[..., :n]), lambda: self._shared_lookup(segmap, n),
+                        lambda: self.mlp_shared(segmap))
 
     def _shared_lookup(self, segmap, n):
         """conv_same(segmap) for a segmap whose first n channels are one-hot (odd kernel, stride 1)."""
-        conv, k = self.mlp_shared, self.kernel_size
+        conv = self.mlp_shared
         dtype = conv.compute_dtype
         kernel = ops.cast(conv.kernel, dtype)  # [k, k, C, nhidden]
-        pad = k // 2
-        # row n of the table is zeros: the label of the zero padding outside the image
-        table = ops.concatenate([kernel[:, :, :n, :], ops.zeros((k, k, 1, self.nhidden), dtype)], axis=2)
-        # the id as sum(onehot * [0, 1, ..., n-1]) in float32 (exact): Keras's argmax has a bitwise op
-        # that TFLite's builtins lack
-        ids = ops.sum(ops.cast(segmap[..., :n], "float32") * ops.arange(n, dtype="float32"), axis=-1)
-        ids = ops.cast(ids, "int32")
-        ids = ops.pad(ids, ((0, 0), (pad, pad), (pad, pad)), constant_values=n)
-        h = segmap.shape[1] if segmap.shape[1] is not None else ops.shape(segmap)[1]
-        w = segmap.shape[2] if segmap.shape[2] is not None else ops.shape(segmap)[2]
-        out = None
-        for dy in range(k):
-            for dx in range(k):
-                tap = ops.take(table[dy, dx], ids[:, dy:dy + h, dx:dx + w], axis=0)
-                out = tap if out is None else out + tap
+        out = lookup_conv(onehot_ids(segmap[..., :n]), kernel[:, :, :n, :], 1, self.kernel_size // 2)
         if segmap.shape[-1] > n:  # e.g. the instance-edge channel
             out = out + conv.convolution_op(ops.cast(segmap[..., n:], dtype), kernel[:, :, n:, :])
         if conv.use_bias:

@@ -10,6 +10,7 @@ in place, which neither matches PyTorch nor keeps W trainable.)
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -49,38 +50,62 @@ class SpectralNormalization(keras.layers.Wrapper):
         self.v.assign(_l2_normalize(self.v, self.eps))
         self.built = True
 
-    def _weight_matrix(self, kernel):
-        """[out, in*kh*kw] in PyTorch's element order."""
-        if kernel.ndim == 4:  # HWIO -> OIHW
-            kernel = ops.transpose(kernel, (3, 2, 0, 1))
-        else:  # Dense [in, out] -> [out, in]
-            kernel = ops.transpose(kernel)
-        return ops.reshape(kernel, (kernel.shape[0], -1))
+    def _matrix_and_order(self, kernel):
+        """(M, to_ours, to_torch): the kernel as M = [kh*kw*in, out] (a free reshape of HWIO),
+        which is PyTorch's `weight.reshape(out, -1)` transposed with its columns reordered, and
+        the maps between that column order (in, kh, kw) and M's row order (kh, kw, in).
 
-    def normalized_kernel(self, training=False):
-        kernel = self.layer.kernel
-        w_mat = self._weight_matrix(ops.convert_to_tensor(kernel))
+        Permuting the small vector v instead of transposing the kernel saves two full passes over
+        every kernel per call. Dense kernels [in, out] need no reordering.
+        """
+        if kernel.ndim == 2:
+            return kernel, (lambda v: v), (lambda v: v)
+        kh, kw, cin, cout = kernel.shape
+        return (ops.reshape(kernel, (kh * kw * cin, cout)),
+                lambda v: ops.reshape(ops.transpose(ops.reshape(v, (cin, kh, kw)), (1, 2, 0)), (-1,)),
+                lambda v: ops.reshape(ops.transpose(ops.reshape(v, (kh, kw, cin)), (2, 0, 1)), (-1,)))
+
+    def sigma(self, training=False):
+        """sigma = u^T W v (W: PyTorch's [out, in*kh*kw] view of the kernel); a training call first
+        runs the power iteration and stores the new u, v (no gradient through them)."""
+        matrix, to_ours, to_torch = self._matrix_and_order(ops.convert_to_tensor(self.layer.kernel))
         u, v = ops.convert_to_tensor(self.u), ops.convert_to_tensor(self.v)
         if training and self.power_iterations > 0:
-            w_const = ops.stop_gradient(w_mat)
+            m_const = ops.stop_gradient(matrix)
             for _ in range(self.power_iterations):
-                v = _l2_normalize(ops.matmul(u, w_const), self.eps)
-                u = _l2_normalize(ops.matmul(w_const, v), self.eps)
+                v = _l2_normalize(ops.matmul(m_const, u), self.eps)  # W^T u, in M's row order
+                u = _l2_normalize(ops.matmul(v, m_const), self.eps)  # W v
+                v = to_torch(v)
             self.u.assign(u)
             self.v.assign(v)
-        sigma = ops.sum(u * ops.matmul(w_mat, v))
-        return kernel / ops.cast(sigma, kernel.dtype)
+        return ops.sum(u * ops.matmul(to_ours(v), matrix))
+
+    def normalized_kernel(self, training=False):
+        """W / sigma, the kernel the layer applies."""
+        kernel = self.layer.kernel
+        return kernel / ops.cast(self.sigma(training), kernel.dtype)
 
     def call(self, inputs, training=False):
-        kernel = self.normalized_kernel(training)
         layer = self.layer
-        kernel = ops.cast(kernel, layer.compute_dtype)
+        dtype = layer.compute_dtype
+        sigma = self.sigma(training)
+        kernel = ops.convert_to_tensor(layer.kernel)
+        # x * (W / sigma) = (x * W) / sigma: divide whichever is smaller, the kernel or the output
+        # (the 1024-channel kernels at 8x8-32x32 are far larger than their outputs)
+        batch = inputs.shape[0] if inputs.shape[0] is not None else 1
+        out_elements = None if None in inputs.shape[1:-1] else batch * int(np.prod(inputs.shape[1:-1]))
+        scale_output = out_elements is not None and out_elements < int(np.prod(kernel.shape[:-1]))
+        if not scale_output:
+            kernel = kernel / ops.cast(sigma, kernel.dtype)
+        kernel = ops.cast(kernel, dtype)
         if isinstance(layer, keras.layers.Conv2D):
             outputs = layer.convolution_op(inputs, kernel)
         else:
             outputs = ops.matmul(inputs, kernel)
+        if scale_output:
+            outputs = outputs / ops.cast(sigma, dtype)
         if layer.use_bias:
-            outputs = outputs + ops.cast(layer.bias, layer.compute_dtype)
+            outputs = outputs + ops.cast(layer.bias, dtype)
         if layer.activation is not None:
             outputs = layer.activation(outputs)
         return outputs

@@ -7,6 +7,7 @@ from keras import ops
 
 from spade_tf.config import SPADEConfig
 from spade_tf.layers.conv import conv2d
+from spade_tf.layers.lookup import is_exactly_onehot, lookup_conv, onehot_ids
 from spade_tf.layers.normalization import param_free_norm
 
 
@@ -17,12 +18,18 @@ class NLayerDiscriminator(keras.layers.Layer):
     Middle convs: spectral norm (no bias) + parameter-free norm; LeakyReLU 0.2 after all but the
     last. Input: [B, H, W, semantic_nc + 3]. Returns the n_layers_D intermediate features and
     the final patch logits [B, H', W', 1], in that order.
+
+    onehot_channels: when set, the first conv is computed as table look-ups
+    (`spade_tf.layers.lookup`) whenever the input's first `onehot_channels` channels are exactly
+    one-hot (checked at run time; otherwise the plain conv runs). Same result, and the gradient
+    into the image channels no longer costs a label_nc-wide input gradient.
     """
 
     def __init__(self, ndf=64, n_layers_D=4, norm_type="instance", spectral=True,
-                 init_type="xavier", init_variance=0.02, **kwargs):
+                 init_type="xavier", init_variance=0.02, onehot_channels=None, **kwargs):
         super().__init__(**kwargs)
         self.ndf, self.n_layers_D, self.norm_type, self.spectral = ndf, n_layers_D, norm_type, spectral
+        self.onehot_channels = onehot_channels
         self.init_type, self.init_variance = init_type, init_variance
         init = {"init_type": init_type, "gain": init_variance}
         self.pad = keras.layers.ZeroPadding2D(2)
@@ -53,7 +60,7 @@ class NLayerDiscriminator(keras.layers.Layer):
     def call(self, x, training=False):
         results = []
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            x = conv(self.pad(x), training=training)
+            x = self._first_conv(x) if i == 0 else conv(self.pad(x), training=training)
             if norm is not None:
                 x = norm(x, training=training)
             if i < len(self.convs) - 1:
@@ -61,11 +68,27 @@ class NLayerDiscriminator(keras.layers.Layer):
             results.append(x)
         return results
 
+    def _first_conv(self, x):
+        conv, n = self.convs[0], self.onehot_channels
+        if n is None or n > x.shape[-1]:
+            return conv(self.pad(x))
+        return ops.cond(is_exactly_onehot(x[..., :n]), lambda: self._first_lookup(x, n),
+                        lambda: conv(self.pad(x)))
+
+    def _first_lookup(self, x, n):
+        """model0(pad(x)) for an x whose first n channels are one-hot: look-ups + a conv of the rest."""
+        conv = self.convs[0]
+        dtype = conv.compute_dtype
+        kernel = ops.cast(conv.kernel, dtype)
+        out = lookup_conv(onehot_ids(x[..., :n]), kernel[:, :, :n, :], conv.strides[0], 2)
+        out = out + conv.convolution_op(self.pad(ops.cast(x[..., n:], dtype)), kernel[:, :, n:, :])
+        return out + ops.cast(conv.bias, dtype)
+
     def get_config(self):
         config = super().get_config()
         config.update({"ndf": self.ndf, "n_layers_D": self.n_layers_D, "norm_type": self.norm_type,
                        "spectral": self.spectral, "init_type": self.init_type,
-                       "init_variance": self.init_variance})
+                       "init_variance": self.init_variance, "onehot_channels": self.onehot_channels})
         return config
 
 
@@ -91,8 +114,11 @@ class MultiscaleDiscriminator(keras.Model):
         self.config = config if isinstance(config, SPADEConfig) else SPADEConfig.from_dict(config)
         cfg = self.config
         self.discriminators = [
+            # only the full-resolution input is one-hot: the others are average-pooled
             NLayerDiscriminator(cfg.ndf, cfg.n_layers_D, cfg.norm_D_type, cfg.spectral_D,
-                                cfg.init_type, cfg.init_variance, name=f"discriminator_{i}")
+                                cfg.init_type, cfg.init_variance,
+                                onehot_channels=cfg.num_label_channels if i == 0 else None,
+                                name=f"discriminator_{i}")
             for i in range(cfg.num_D)]
 
     def build(self, input_shape):

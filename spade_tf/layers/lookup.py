@@ -1,0 +1,55 @@
+"""A convolution over an exactly one-hot label map, computed as table look-ups.
+
+conv(one_hot(ids), kernel) = sum over the kh*kw taps of kernel[tap, id at that tap]: about
+C_out adds per output pixel and tap instead of label_nc multiply-adds, and a gradient that is a
+scatter-add into the kernel instead of a label_nc-wide filter gradient. Exact (no rounding
+difference beyond the summation order). Used by SPADE's first conv and by the discriminator's
+first conv at full resolution, behind a run-time check that the channels really are one-hot.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+
+def is_exactly_onehot(onehot):
+    """Scalar bool: every value is 0 or 1 and every pixel's values sum to 1. onehot: [B, H, W, n]."""
+    return ops.logical_and(
+        ops.all(ops.equal(ops.sum(onehot, axis=-1), 1)),
+        ops.all(ops.logical_or(ops.equal(onehot, 0), ops.equal(onehot, 1))))
+
+
+def onehot_ids(onehot):
+    """[B, H, W, n] one-hot → int32 ids [B, H, W].
+
+    Computed as sum(onehot * [0, 1, ..., n-1]) in float32 (exact): Keras's argmax has a bitwise op
+    that TFLite's builtins lack.
+    """
+    n = onehot.shape[-1]
+    return ops.cast(ops.sum(ops.cast(onehot, "float32") * ops.arange(n, dtype="float32"), axis=-1), "int32")
+
+
+def lookup_conv(ids, kernel, stride: int, pad: int):
+    """'valid' conv of one_hot(ids, n) zero-padded by `pad` on each side, n = kernel.shape[2].
+
+    ids: int32 [B, H, W] in [0, n); kernel: [kh, kw, n, C_out] (no bias).
+    Returns [B, (H + 2 pad - kh) // stride + 1, (W + 2 pad - kw) // stride + 1, C_out].
+    """
+    kh, kw, n, c_out = kernel.shape
+    # id n is the zero padding outside the image: a zero row after each tap's n rows. One flat
+    # table [kh*kw*(n+1), C_out] (tap t's rows start at t*(n+1)), so the gradient is one
+    # scatter-add per tap into it and no per-tap slicing of the kernel.
+    table = ops.concatenate([kernel, ops.zeros((kh, kw, 1, c_out), kernel.dtype)], axis=2)
+    table = ops.reshape(table, (kh * kw * (n + 1), c_out))
+    ids = ops.pad(ids, ((0, 0), (pad, pad), (pad, pad)), constant_values=n)
+    h, w = ids.shape[1], ids.shape[2]
+    if h is None or w is None:
+        h, w = ops.shape(ids)[1], ops.shape(ids)[2]
+    out_h, out_w = (h - kh) // stride + 1, (w - kw) // stride + 1
+    out = None
+    for dy in range(kh):
+        for dx in range(kw):
+            tap_ids = ids[:, dy:dy + (out_h - 1) * stride + 1:stride, dx:dx + (out_w - 1) * stride + 1:stride]
+            tap = ops.take(table, tap_ids + (dy * kw + dx) * (n + 1), axis=0)
+            out = tap if out is None else out + tap
+    return out
