@@ -84,12 +84,13 @@ def test_mirrored_two_replicas_equal_one_device(tmp_path):
     # the step did train: the weights moved away from the common start
     moved = max(float(np.max(np.abs(arrays[f"single/{k}"] - arrays[f"initial/{k}"]))) for k in keys)
     assert moved > 1e-4
+    # every weight, the synchronized batch norms' running mean and (unbiased) variance included
+    assert any("moving_variance" in k for k in keys)
     for key in keys:
-        if "moving_variance" in key:
-            # BatchNorm's running variance uses the unbiased factor n/(n-1) with n = the LOCAL
-            # element count, so it differs from one device's by design of the layer (reported)
-            continue
-        np.testing.assert_allclose(arrays[f"mirrored/{key}"], arrays[f"single/{key}"], rtol=0, atol=1e-5,
+        # running variances (~1) go through the cross-replica sum of squares: rounding ~1e-5.
+        # A per-replica count in the unbiased factor would be off by ~0.5 % here (n 8 vs 16).
+        atol = 1e-4 if "moving_variance" in key else 1e-5
+        np.testing.assert_allclose(arrays[f"mirrored/{key}"], arrays[f"single/{key}"], rtol=0, atol=atol,
                                    err_msg=key)
 
 

@@ -15,7 +15,10 @@ class BatchNorm(keras.layers.Layer):
     """Batch norm without scale/shift: `(x - mean) / sqrt(var + eps)` over N, H, W.
 
     `synchronized=True` averages the batch statistics over all replicas of a
-    TensorFlow distribution strategy (SynchronizedBatchNorm2d in the official code).
+    TensorFlow distribution strategy (SynchronizedBatchNorm2d in the official code). The running
+    variance's unbiased factor n / (n - 1) then needs the GLOBAL element count: the training
+    code sets `num_replicas` (runtime only, not saved) to the strategy's replica count; local
+    batches are equal-sized under a strategy, so n = local count x num_replicas.
 
     Input: [B, H, W, C]. Output: same shape. State: moving_mean, moving_variance [C].
     """
@@ -25,6 +28,7 @@ class BatchNorm(keras.layers.Layer):
         self.momentum = momentum
         self.epsilon = epsilon
         self.synchronized = synchronized
+        self.num_replicas = 1
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -40,6 +44,8 @@ class BatchNorm(keras.layers.Layer):
         if training:
             mean, var = ops.moments(x32, axes=(0, 1, 2), synchronized=self.synchronized)
             n = ops.cast(ops.prod(ops.shape(x32)[:3]), "float32")
+            if self.synchronized:
+                n = n * self.num_replicas
             unbiased = var * n / ops.maximum(n - 1.0, 1.0)
             m = self.momentum
             self.moving_mean.assign((1 - m) * self.moving_mean + m * mean)

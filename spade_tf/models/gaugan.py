@@ -25,6 +25,7 @@ from keras import ops
 
 from spade_tf import losses
 from spade_tf.config import SPADEConfig
+from spade_tf.layers.normalization import BatchNorm
 from spade_tf.models.generator import SPADEGenerator
 from spade_tf.models.semantics import make_semantics
 
@@ -209,7 +210,16 @@ class GauGAN(keras.Model):
         """
         return None
 
+    def _set_replicas_for_sync_bn(self):
+        """Synchronized batch norms count the elements of all replicas (see `BatchNorm`)."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for net in (self.generator, self.discriminator, self.encoder):
+            for layer in net._flatten_layers() if net is not None else ():
+                if isinstance(layer, BatchNorm) and layer.synchronized:
+                    layer.num_replicas = replicas
+
     def train_step(self, data):
+        self._set_replicas_for_sync_bn()
         semantics = self.semantics(data)
         real = ops.cast(data["image"], "float32")
 
