@@ -153,6 +153,9 @@ class SpadeModel:
     config: SPADEConfig
     encoder: object | None = None  # ConvEncoder, VAE models only
     source: str = ""
+    # XLA: 0.51x the official generator time against 0.72x without (ADE20K size, 2-core CPU,
+    # docs/benchmarks.md), after a compile of a few seconds per batch shape
+    jit_compile: bool = False
 
     def __post_init__(self):
         self._call = None
@@ -222,7 +225,8 @@ class SpadeModel:
         z = self.latent(int(semantics.shape[0]), z=z, seed=seed, style_image=style_image)
         if self._call is None:
             generator = self.generator
-            self._call = tf.function(lambda s, z: generator(s, z=z, training=False), reduce_retracing=True)
+            self._call = tf.function(lambda s, z: generator(s, z=z, training=False), reduce_retracing=True,
+                                     jit_compile=self.jit_compile)
         out = self._call(semantics, None if z is None else tf.constant(z))
         return out.numpy()
 
@@ -312,19 +316,23 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def synthesize_files(model, labels, out_dir, instances=None, seed=None, num_samples: int = 1,
-                     style=None, batch_size: int = 4, skip_bad: bool = False, progress: bool = False) -> dict:
+                     style=None, batch_size: int = 4, skip_bad: bool = False, progress: bool = False,
+                     jit_compile: bool | None = None) -> dict:
     """Label PNG(s) → OUT/<relative name>.png (or <name>_<k>.png for num_samples > 1).
 
     Streams: reads `batch_size` files, generates, writes, moves on (memory does not grow with the
     number of files). `model`: a SpadeModel or a path for `load_generator`. VAE models: sample k
     uses seed `seed + k` (seed None → 0) for every label map, or the style image's encoding
-    (its mean when seed is None). Returns {"written", "resized", "size", "bad": [(path, why)]}.
+    (its mean when seed is None). jit_compile: XLA for the generator calls (None: the model's
+    setting). Returns {"written", "resized", "size", "bad": [(path, why)]}.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
 
     model = model if isinstance(model, SpadeModel) else load_generator(model)
+    if jit_compile is not None and jit_compile != model.jit_compile:
+        model = dataclasses.replace(model, jit_compile=jit_compile)
     cfg = model.config
     if not cfg.use_vae and (num_samples > 1 or style is not None):
         raise SpadeError(f"{model.source}: not a VAE model (use_vae=False): its output does not depend on "

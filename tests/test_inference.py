@@ -1,5 +1,6 @@
 """Inference: label-map reading and validation, model loading, z/style handling, `spade synthesize`."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -168,6 +169,9 @@ def test_load_generator_folder_and_file_match_keras(seg_model):
         image = model.synthesize(labels, instance_maps=inst)
         assert image.dtype == np.uint8 and image.shape == (2, 32, 32, 3)
         assert np.abs(image.astype(int) - np.round((want + 1) * 127.5)).max() <= 1
+    # XLA (`spade synthesize`'s default) gives the same images
+    xla = dataclasses.replace(model, jit_compile=True)
+    np.testing.assert_allclose(xla.synthesize_float(labels, instance_maps=inst), want, atol=1e-4)
     # instance maps matter (edges), and no instance map means all-zero edges
     no_edges = np.asarray(g(make_semantics(labels, cfg, np.zeros((2, 32, 32, 1), np.float32))))
     np.testing.assert_allclose(model.synthesize_float(labels), no_edges, atol=1e-4)

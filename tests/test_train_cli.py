@@ -28,3 +28,17 @@ def test_skip_bad_reaches_the_dataset(monkeypatch):
     monkeypatch.setattr("spade_tf.data.build_dataset", lambda *a, **k: calls.update(k))
     runner.build_train_dataset(None, "somewhere", 2, 0, repeat=True, skip_bad=True)
     assert calls["skip_bad"] is True
+
+
+def test_training_defaults_are_the_measured_fastest():
+    """CPU: fp32 + XLA (docs/benchmarks.md); an eager run is never compiled; explicit choices win."""
+    import tensorflow as tf
+
+    from spade_tf.commands.train import resolve_defaults
+
+    if tf.config.list_physical_devices("GPU"):
+        assert resolve_defaults("auto", None) == ("mixed_float16", True)
+    else:
+        assert resolve_defaults("auto", None) == ("none", True)
+    assert resolve_defaults("auto", None, run_eagerly=True)[1] is False
+    assert resolve_defaults("mixed_bfloat16", False) == ("mixed_bfloat16", False)

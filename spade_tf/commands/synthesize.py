@@ -47,6 +47,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="label maps per generator call (default 4)")
     p.add_argument("--skip-bad", action="store_true",
                    help="report unreadable/invalid label maps and go on (default: stop at the first)")
+    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="XLA-compile the generator (default: yes; faster per image after a compile of "
+                        "a few seconds per batch shape; --no-jit-compile for a handful of maps)")
     return p
 
 
@@ -60,7 +63,7 @@ def run(args) -> int:
     report = synthesize_files(
         args.model, args.labels, args.out, instances=args.instances, seed=args.seed,
         num_samples=args.num_samples, style=args.style, batch_size=args.batch_size,
-        skip_bad=args.skip_bad, progress=True)
+        skip_bad=args.skip_bad, progress=True, jit_compile=args.jit_compile)
     resized = ""
     if report["resized"]:
         resized = f" ({report['resized']} label maps resized to {report['size']}, nearest)"
