@@ -140,3 +140,24 @@ def _compare_discriminators(fast, plain, labels, image):
             results.append([t.numpy() for scale in outputs for t in scale] + [g.numpy() for g in grads])
         for a, b in zip(*results, strict=True):  # float32 summation order, relative to the scale
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(b).max()))
+
+
+def test_assumed_onehot_treats_all_zero_pixels_as_the_conv_does():
+    """Export graphs skip the check (`assume_onehot`); a pixel with no label (all zero, e.g. an
+    invalid id in a TFLite/ONNX input) must still give what the conv gives."""
+    rng = np.random.default_rng(8)
+    fast, plain = _pair(5, onehot_channels=5)
+    fast.assume_onehot = True
+    seg = np.eye(5, dtype="float32")[rng.integers(0, 5, (2, 12, 12))]
+    seg[0, :4, :6] = 0.0  # no label in a block (even coordinates survive the 2x resize)
+    x = rng.normal(size=(2, 6, 6, 4)).astype("float32")
+    calls = []
+    original = SPADE._shared_lookup
+    SPADE._shared_lookup = lambda self, *a: calls.append(1) or original(self, *a)
+    try:
+        graph = tf.function(lambda s: fast(x, s)).get_concrete_function(tf.TensorSpec(seg.shape)).graph
+        got = fast(x, seg).numpy()
+    finally:
+        SPADE._shared_lookup = original
+    assert calls and not any(op.type in ("If", "StatelessIf") for op in graph.get_operations())
+    np.testing.assert_allclose(got, plain(x, seg).numpy(), rtol=1e-5, atol=1e-5)

@@ -187,7 +187,7 @@ class SpadeServingModule(tf.Module):
         specs = self.input_specs(kind)
 
         def fn(*args):  # signature input names come from the TensorSpec names
-            with _plain_spade_convs(self._generator.model, self._mobile):
+            with _export_mode(self._generator.model, self._mobile):
                 image, label_ok = self._run(**dict(zip(specs, args, strict=True)))
             result = {"image": to_uint8(image), "image_float": image, "label_ok": label_ok}
             return {k: result[k] for k in outputs}
@@ -218,26 +218,27 @@ class SpadeServingModule(tf.Module):
 
 
 @contextlib.contextmanager
-def _plain_spade_convs(generator, enabled: bool):
-    """While tracing a TFLite/ONNX graph, SPADE's first conv runs as a plain conv: its one-hot
-    table look-up path (`SPADE.onehot_channels`) is a run-time `cond` with ops that neither
-    TFLite builtins nor tf2onnx handle. Same result, only slower. Every exported graph is
-    inference only, so convolutions drop their custom gradients (`layers.conv.same_conv`)."""
+def _export_mode(generator, mobile: bool):
+    """While tracing an export graph: convolutions drop their custom gradients (every exported
+    graph is inference only, see `layers.conv.same_conv`), and for TFLite/ONNX (`mobile`) SPADE's
+    one-hot look-ups run without their run-time check, whose `cond` neither TFLite builtins nor
+    tf2onnx handle. The graph builds the one-hot itself from the int label map, so the check
+    cannot fail; an invalid id gives an all-zero pixel, which the look-ups treat as the conv does
+    (and `label_ok` reports)."""
     from spade_tf.layers import conv
     from spade_tf.layers.spade import SPADE
 
-    layers = [layer for layer in generator._flatten_layers() if isinstance(layer, SPADE)] if enabled else []
-    saved = [getattr(layer, "onehot_channels", None) for layer in layers]
+    layers = [layer for layer in generator._flatten_layers() if isinstance(layer, SPADE)] if mobile else []
     saved_gradients = conv.FORWARD_CONV_GRADIENTS
     conv.FORWARD_CONV_GRADIENTS = False
     for layer in layers:
-        layer.onehot_channels = None
+        layer.assume_onehot = True
     try:
         yield
     finally:
         conv.FORWARD_CONV_GRADIENTS = saved_gradients
-        for layer, value in zip(layers, saved, strict=True):
-            layer.onehot_channels = value
+        for layer in layers:
+            layer.assume_onehot = False
 
 
 def _assert_seed(seed, batch):

@@ -20,13 +20,16 @@ def is_exactly_onehot(onehot):
 
 
 def onehot_ids(onehot):
-    """[B, H, W, n] one-hot → int32 ids [B, H, W].
+    """[B, H, W, n] one-hot → int32 ids [B, H, W]; an all-zero pixel (no label) → n.
 
-    Computed as sum(onehot * [0, 1, ..., n-1]) in float32 (exact): Keras's argmax has a bitwise op
-    that TFLite's builtins lack.
+    Id n is `lookup_conv`'s zero row, so an all-zero pixel contributes nothing, as in the conv.
+    Computed as sum(onehot * [0, 1, ..., n-1]) + n * (1 - sum(onehot)) in float32 (exact): Keras's
+    argmax has a bitwise op that TFLite's builtins lack.
     """
     n = onehot.shape[-1]
-    return ops.cast(ops.sum(ops.cast(onehot, "float32") * ops.arange(n, dtype="float32"), axis=-1), "int32")
+    onehot = ops.cast(onehot, "float32")
+    ids = ops.sum(onehot * ops.arange(n, dtype="float32"), axis=-1) + n * (1.0 - ops.sum(onehot, axis=-1))
+    return ops.cast(ids, "int32")
 
 
 def lookup_conv(ids, kernel, stride: int, pad: int):

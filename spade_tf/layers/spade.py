@@ -60,6 +60,9 @@ class SPADE(keras.layers.Layer):
         self.synchronized = synchronized
         self.init_type = init_type
         self.init_variance = init_variance
+        # runtime only (not saved): the label channels are one-hot or all-zero by construction, so
+        # the look-ups run without the run-time check (whose `cond` TFLite and ONNX cannot take)
+        self.assume_onehot = False
         init = {"init_type": init_type, "gain": init_variance}
         self.param_free_norm = param_free_norm(norm_type, synchronized, name="param_free_norm")
         self.mlp_shared = conv2d(nhidden, kernel_size, name="mlp_shared", **init)
@@ -95,6 +98,8 @@ class SPADE(keras.layers.Layer):
         n, k = self.onehot_channels, self.kernel_size
         if n is None or k % 2 == 0 or n > segmap.shape[-1]:
             return self.mlp_shared(segmap)
+        if self.assume_onehot:  # the caller built the one-hot itself (export graphs): no check
+            return self._shared_lookup(segmap, n)
         return ops.cond(is_exactly_onehot(segmap[..., :n]), lambda: self._shared_lookup(segmap, n),
                         lambda: self.mlp_shared(segmap))
 
