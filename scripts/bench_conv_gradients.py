@@ -10,7 +10,6 @@ the gradients. This is the measurement behind `layers.conv.forward_conv_gradient
 from __future__ import annotations
 
 import argparse
-import time
 
 SHAPES = [(1, 16, 16, 1024, 1024), (1, 32, 32, 1024, 512), (1, 64, 64, 512, 256), (1, 128, 128, 256, 128),
           (1, 256, 256, 128, 64), (1, 256, 256, 64, 3), (1, 128, 128, 128, 256)]
@@ -24,16 +23,11 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
+    from spade_tf.benchmark import time_calls
     from spade_tf.layers.conv import same_conv
 
     def median_time(fn):
-        [np.asarray(t) for t in fn()]
-        times = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            [np.asarray(t) for t in fn()]
-            times.append(time.perf_counter() - t0)
-        return sorted(times)[len(times) // 2]
+        return time_calls(lambda: [np.asarray(t) for t in fn()], warmup=1, runs=args.runs)["median_s"]
 
     print("shape (B, H, W, C_in -> C_out) | TF native s | forward-conv gradients s | ratio | max |grad diff|")
     for b, h, w, c_in, c_out in SHAPES:

@@ -17,7 +17,6 @@ import argparse
 import collections
 import glob
 import os
-import time
 
 
 def op_time_by_type(xplane_path: str) -> collections.Counter:
@@ -57,6 +56,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
+    from spade_tf.benchmark import _inputs, time_calls
     from spade_tf.config import get_preset
     from spade_tf.models import build_networks, make_semantics
     from spade_tf.models.gaugan import GauGAN
@@ -66,10 +66,7 @@ def main() -> None:
     g, d, e = build_networks(config)
     model = GauGAN(config, g, d, e)
     model.compile()
-    h, w = config.image_size
-    rng = np.random.default_rng(0)
-    data = {"label_map": tf.constant(rng.integers(0, config.num_label_channels, (args.batch, h, w)), "int32"),
-            "image": tf.constant(rng.uniform(-1, 1, (args.batch, h, w, 3)), "float32")}
+    data = {k: tf.constant(v) for k, v in _inputs(config, args.batch, seed=0).items()}
     semantics = make_semantics(data["label_map"], config)
 
     def gradient_sum(loss, variables):  # every gradient is used, so nothing is pruned
@@ -86,16 +83,10 @@ def main() -> None:
     parts = {"step": lambda: model.train_step(data)["D_loss"], "g_step": g_step, "d_step": d_step,
              "g_forward": lambda: tf.reduce_sum(g(semantics, training=True))}
     fn = tf.function(parts[args.part], jit_compile=args.xla)
-    t0 = time.perf_counter()
-    np.asarray(fn())
-    print(f"first call (trace{' + compile' if args.xla else ''}): {time.perf_counter() - t0:.1f} s")
-    times = []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        np.asarray(fn())
-        times.append(time.perf_counter() - t0)
-    print(f"{args.part}: median {sorted(times)[len(times) // 2]:.3f} s over {args.runs} calls "
-          f"({', '.join(f'{t:.2f}' for t in times)})")
+    timing = time_calls(lambda: np.asarray(fn()), warmup=1, runs=args.runs)
+    print(f"first call (trace{' + compile' if args.xla else ''}): {timing['first_call_s']:.1f} s")
+    print(f"{args.part}: median {timing['median_s']:.3f} s over {args.runs} calls "
+          f"({', '.join(f'{t:.2f}' for t in timing['runs_s'])})")
 
     tf.profiler.experimental.start(args.logdir)
     np.asarray(fn())

@@ -56,3 +56,20 @@ def lookup_conv(ids, kernel, stride: int, pad: int):
             tap = ops.take(table, tap_ids + (dy * kw + dx) * (n + 1), axis=0)
             out = tap if out is None else out + tap
     return out
+
+
+def conv_via_lookups(conv, x, n: int, pad: int):
+    """What `conv` (a Keras Conv2D with zero padding `pad` on each side, explicit or 'same')
+    gives for x whose first n channels are one-hot: look-ups for those channels, the conv itself
+    on the rest (e.g. an instance-edge or image channel), plus the bias. x: [B, H, W, C]."""
+    dtype = conv.compute_dtype
+    kernel = ops.cast(conv.kernel, dtype)
+    out = lookup_conv(onehot_ids(x[..., :n]), kernel[:, :, :n, :], conv.strides[0], pad)
+    if x.shape[-1] > n:
+        rest = ops.cast(x[..., n:], dtype)
+        if conv.padding == "valid":
+            rest = ops.pad(rest, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        out = out + conv.convolution_op(rest, kernel[:, :, n:, :])
+    if conv.use_bias:
+        out = out + ops.cast(conv.bias, dtype)
+    return out

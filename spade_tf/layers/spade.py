@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from spade_tf.layers.conv import conv2d
-from spade_tf.layers.lookup import is_exactly_onehot, lookup_conv, onehot_ids
+from spade_tf.layers.lookup import conv_via_lookups, is_exactly_onehot
 from spade_tf.layers.normalization import param_free_norm
 
 
@@ -105,15 +105,7 @@ class SPADE(keras.layers.Layer):
 
     def _shared_lookup(self, segmap, n):
         """conv_same(segmap) for a segmap whose first n channels are one-hot (odd kernel, stride 1)."""
-        conv = self.mlp_shared
-        dtype = conv.compute_dtype
-        kernel = ops.cast(conv.kernel, dtype)  # [k, k, C, nhidden]
-        out = lookup_conv(onehot_ids(segmap[..., :n]), kernel[:, :, :n, :], 1, self.kernel_size // 2)
-        if segmap.shape[-1] > n:  # e.g. the instance-edge channel
-            out = out + conv.convolution_op(ops.cast(segmap[..., n:], dtype), kernel[:, :, n:, :])
-        if conv.use_bias:
-            out = out + ops.cast(conv.bias, dtype)
-        return out
+        return conv_via_lookups(self.mlp_shared, segmap, n, self.kernel_size // 2)
 
     def compute_output_shape(self, x_shape, segmap_shape):
         return x_shape

@@ -7,7 +7,7 @@ from keras import ops
 
 from spade_tf.config import SPADEConfig
 from spade_tf.layers.conv import conv2d
-from spade_tf.layers.lookup import is_exactly_onehot, lookup_conv, onehot_ids
+from spade_tf.layers.lookup import conv_via_lookups, is_exactly_onehot
 from spade_tf.layers.normalization import param_free_norm
 
 
@@ -77,12 +77,7 @@ class NLayerDiscriminator(keras.layers.Layer):
 
     def _first_lookup(self, x, n):
         """model0(pad(x)) for an x whose first n channels are one-hot: look-ups + a conv of the rest."""
-        conv = self.convs[0]
-        dtype = conv.compute_dtype
-        kernel = ops.cast(conv.kernel, dtype)
-        out = lookup_conv(onehot_ids(x[..., :n]), kernel[:, :, :n, :], conv.strides[0], 2)
-        out = out + conv.convolution_op(self.pad(ops.cast(x[..., n:], dtype)), kernel[:, :, n:, :])
-        return out + ops.cast(conv.bias, dtype)
+        return conv_via_lookups(self.convs[0], x, n, 2)
 
     def get_config(self):
         config = super().get_config()
