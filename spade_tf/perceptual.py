@@ -11,24 +11,28 @@ be reproduced with Keras's; so we give Keras's network the input it was trained 
 different scale than the official one (Caffe features are larger: the keras.io GauGAN example
 uses 0.1 instead of 10 with this preprocessing); tune `lambda_vgg` if you compare loss curves.
 
-AlexNet (`perceptual_backbone="alexnet"`, offline, the default of the `tiny` preset): the LPIPS v0.1
-distance with its ImageNet AlexNet (`shared/weights/lpips_alex_v0.1.npz`): the five relu maps are
+AlexNet (`perceptual_backbone="alexnet"`): the LPIPS v0.1 distance with its ImageNet AlexNet
+(`lpips_alex_v0.1.npz`, found or fetched by `spade_tf.weights`): the five relu maps are
 unit-normalised over channels, squared differences are weighted per channel by LPIPS's learned linear
 heads (layer weights = those heads, calibrated on human perceptual judgements), averaged over space and
 summed over layers; times lambda_vgg. Its values lie in about [0, 1] per image, close to the official
-unweighted VGG term's order of magnitude, so lambda_vgg = 10 keeps its usual role.
+unweighted VGG term's order of magnitude, so lambda_vgg = 10 keeps its usual role. The distance and its
+gradient are finite where a feature vector is all zero (see `evaluation.lpips.unit_normalize`).
+
+Weight files (both backbones): an explicit path, then an environment variable, then the cache, then
+the published files with pinned hashes (`spade_tf.weights`).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import keras
 from keras import ops
 
 from spade_tf import losses
 from spade_tf.errors import SpadeError
+from spade_tf.evaluation.lpips import lpips_from_features
 
 VGG_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
@@ -38,11 +42,10 @@ _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 def no_weights_message(reason: str) -> str:
     return (f"perceptual loss: {reason}. Either pass the Keras VGG19 weights file with "
-            f"`--vgg-weights PATH/{VGG_WEIGHTS_FILE}` (Python: `train(..., perceptual_weights=PATH)`), "
-            "or use the offline "
-            "LPIPS AlexNet backbone with `--set perceptual_backbone=alexnet` (weights "
-            "shared/weights/lpips_alex_v0.1.npz or $SPADE_ALEXNET_WEIGHTS), or switch the term off with "
-            "`--set lambda_vgg=0`.")
+            f"`--vgg-weights PATH/{VGG_WEIGHTS_FILE}` (or $SPADE_VGG19_WEIGHTS; Python: "
+            "`train(..., perceptual_weights=PATH)`), or use the LPIPS AlexNet backbone with "
+            "`--set perceptual_backbone=alexnet` (lpips_alex_v0.1.npz via --perceptual-weights or "
+            "$SPADE_ALEXNET_WEIGHTS, or fetched), or switch the term off with `--set lambda_vgg=0`.")
 
 
 def vgg_preprocess(images):
@@ -56,21 +59,19 @@ def build_vgg19_features(weights: str | os.PathLike | None = None,
                          allow_download: bool = True) -> keras.Model:
     """Frozen model: images in [-1, 1] -> [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1] (NHWC).
 
-    weights: a local Keras VGG19 (no top) weights file; None downloads "imagenet" weights (or uses
-    Keras's cache) when allowed. Raises SpadeError when neither works.
+    weights: a local Keras VGG19 (no top) weights file; None: $SPADE_VGG19_WEIGHTS, Keras's cache, or
+    Keras's published file (MD5-checked) when downloading is allowed (`spade_tf.weights`).
+    Raises SpadeError when none works.
     """
-    if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise SpadeError(no_weights_message(f"VGG19 weights file {path} does not exist"))
-        source = str(path)
-    elif allow_download:
-        source = "imagenet"
-    else:
-        raise SpadeError(no_weights_message("no VGG19 weights file given and downloading is off"))
+    from spade_tf.weights import VGG19_NOTOP, resolve
+
+    try:
+        source = str(resolve(VGG19_NOTOP, weights, allow_download))
+    except SpadeError as e:
+        raise SpadeError(no_weights_message(str(e))) from e
     try:
         vgg = keras.applications.VGG19(include_top=False, weights=source, input_shape=(None, None, 3))
-    except Exception as e:  # download failure, wrong file
+    except Exception as e:  # wrong file
         raise SpadeError(no_weights_message(f"could not load VGG19 weights from '{source}' ({e})")) from e
     vgg.trainable = False
     images = keras.Input((None, None, 3))
@@ -104,7 +105,11 @@ class PerceptualLoss:
         if self.kind == "vgg19":
             loss = losses.weighted_l1_feature_loss(fake_f, real_f, self.layer_weights, global_batch_size)
         else:
-            loss = losses.lpips_feature_loss(fake_f, real_f, self.layer_weights, global_batch_size)
+            per_sample = lpips_from_features(fake_f, real_f, self.layer_weights, stop_gradient_1=True)
+            if global_batch_size is None:
+                loss = ops.mean(per_sample)
+            else:
+                loss = ops.sum(per_sample) / ops.cast(global_batch_size, "float32")
         return loss * self.lambda_vgg
 
 
@@ -112,7 +117,8 @@ def build_perceptual_loss(config, weights: str | os.PathLike | None = None,
                           allow_download: bool = True) -> PerceptualLoss | None:
     """The configured perceptual loss, or None when lambda_vgg == 0 (term switched off).
 
-    weights: VGG19 weights file for "vgg19"; for "alexnet" the lpips_alex_v0.1.npz (None: default path).
+    weights: VGG19 weights file for "vgg19"; for "alexnet" the lpips_alex_v0.1.npz (None: environment
+    variable, cache or download, see `spade_tf.weights`).
     """
     if config.lambda_vgg == 0:
         return None
@@ -128,14 +134,15 @@ def build_perceptual_loss(config, weights: str | os.PathLike | None = None,
 
 def _build(config, weights, allow_download):
     if config.perceptual_backbone == "alexnet":
-        from spade_tf.evaluation.alexnet import AlexNetFeatures, load_alexnet_npz
+        from spade_tf.evaluation.alexnet import AlexNetFeatures, load_alexnet_npz, resolve_alexnet_weights
 
         try:
-            arrays = load_alexnet_npz(weights)
+            path = resolve_alexnet_weights(weights, allow_download)
+            arrays = load_alexnet_npz(path)
         except SpadeError as e:
             raise SpadeError(no_weights_message(str(e))) from e
         heads = [arrays[f"lin{i}.weight"].reshape(-1) for i in range(5)]
-        backbone = AlexNetFeatures(weights, name="perceptual_alexnet")
+        backbone = AlexNetFeatures(path, name="perceptual_alexnet")
         backbone.trainable = False
         return PerceptualLoss(backbone, "alexnet", heads, config.lambda_vgg)
     backbone = build_vgg19_features(weights, allow_download=allow_download)

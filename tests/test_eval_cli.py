@@ -34,7 +34,7 @@ def test_missing_inception_weights_is_a_clear_error(tmp_path, capsys):
     rc, out, err = _run(["evaluate", "--real", str(real), "--fake", str(fake)], capsys)
     assert rc == 2 and out == ""
     assert "pt_inception-2015-12-05-6726825d.pth" in err and "github.com/mseitzer/pytorch-fid" in err
-    assert "--features alexnet" in err
+    assert "--features alexnet" in err and "--inception-weights" in err and "SPADE_INCEPTION_WEIGHTS" in err
     rc, _, err = _run(["evaluate", "--real", str(real), "--fake", str(fake), "--inception-weights",
                        str(tmp_path / "nope.pth")], capsys)
     assert rc == 2 and "nope.pth" in err

@@ -69,7 +69,7 @@ def test_pool3_matches_pytorch_fid_with_stand_in_weights(model, size):
 def test_missing_weights_message_says_where_to_get_them(tmp_path):
     from spade_tf.evaluation.inception import FIDInceptionV3
 
-    for weights in (None, tmp_path / "pt_inception-2015-12-05-6726825d.pth"):
+    for weights in (None, tmp_path / "pt_inception-2015-12-05-6726825d.pth"):  # None: offline, empty cache
         with pytest.raises(SpadeError) as e:
             FIDInceptionV3(weights)
         msg = str(e.value)
@@ -82,26 +82,39 @@ def test_pth_with_wrong_sha256_is_refused(tmp_path):
 
     bad = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     bad.write_bytes(b"truncated download" * 100)
-    with pytest.raises(SpadeError, match="6726825d"):
+    with pytest.raises(SpadeError, match="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"):
         load_inception_weights(bad)
 
 
-def test_npz_weights_need_provenance_unless_unverified(tmp_path, arch):
-    from spade_tf.evaluation.inception import load_inception_weights
+def test_npz_is_checked_by_its_tensors_not_by_what_it_says(tmp_path, arch, monkeypatch):
+    from spade_tf.evaluation import inception
+    from spade_tf.weights import tensor_digest
 
     state = stand_in_weights(arch)
     plain = tmp_path / "plain.npz"
     np.savez(plain, **state)
-    with pytest.raises(SpadeError, match="__source_sha256__"):
-        load_inception_weights(plain)
-    loaded = load_inception_weights(plain, verify=False)
+    # a field claiming provenance buys nothing
+    marked = tmp_path / "marked.npz"
+    np.savez(marked, __source_sha256__=np.array(inception.WEIGHTS_SHA256_PREFIX + "0" * 56), **state)
+    for path in (plain, marked):
+        with pytest.raises(SpadeError, match="pinned digest"):
+            inception.load_inception_weights(path)
+    # with the digest of these tensors pinned, the same tensors pass and any change to one fails
+    pinned = tensor_digest({k: v for k, v in state.items() if not k.startswith("fc.")})
+    monkeypatch.setattr(inception, "INCEPTION_TENSORS_SHA256", pinned)
+    loaded = inception.load_inception_weights(plain)
     np.testing.assert_array_equal(loaded["Mixed_7c.branch_pool.conv.weight"],
                                   state["Mixed_7c.branch_pool.conv.weight"])
-    marked = tmp_path / "marked.npz"
-    np.savez(marked, __source_sha256__=np.array("6726825d" + "0" * 56), **state)
-    assert "__source_sha256__" not in load_inception_weights(marked)
+    altered = dict(state)
+    altered["Mixed_5b.branch1x1.bn.running_var"] = altered["Mixed_5b.branch1x1.bn.running_var"].copy()
+    altered["Mixed_5b.branch1x1.bn.running_var"][0] += 1e-3
+    np.savez(tmp_path / "altered.npz", **altered)
+    with pytest.raises(SpadeError, match="altered"):
+        inception.load_inception_weights(tmp_path / "altered.npz")
+    # verify=False: any weights of the right shapes (wiring checks), shapes still checked
+    assert inception.load_inception_weights(tmp_path / "altered.npz", verify=False)
     broken = dict(state)
     broken["Mixed_6b.branch7x7_2.conv.weight"] = broken["Mixed_6b.branch7x7_2.conv.weight"][:, :, :, :3]
     np.savez(tmp_path / "broken.npz", **broken)
     with pytest.raises(SpadeError, match="Mixed_6b.branch7x7_2.conv.weight"):
-        load_inception_weights(tmp_path / "broken.npz", verify=False)
+        inception.load_inception_weights(tmp_path / "broken.npz", verify=False)

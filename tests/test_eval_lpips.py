@@ -29,22 +29,82 @@ def ref():
 
 
 def test_missing_weights_raise_spade_error_naming_the_env_var(tmp_path, monkeypatch):
-    from spade_tf.evaluation.alexnet import AlexNetFeatures, default_alexnet_weights
+    from spade_tf.evaluation.alexnet import AlexNetFeatures
 
     missing = tmp_path / "nope.npz"
     monkeypatch.setenv("SPADE_ALEXNET_WEIGHTS", str(missing))
-    assert default_alexnet_weights() == missing
-    with pytest.raises(SpadeError, match="SPADE_ALEXNET_WEIGHTS"):
+    with pytest.raises(SpadeError, match="SPADE_ALEXNET_WEIGHTS") as e:
         AlexNetFeatures()
+    assert "nope.npz" in str(e.value)
     with pytest.raises(SpadeError, match="nope.npz"):
         AlexNetFeatures(tmp_path / "nope.npz")
 
 
-def test_default_weights_path_is_repo_parent_shared(monkeypatch):
-    from spade_tf.evaluation.alexnet import default_alexnet_weights
+def test_default_weights_never_come_from_a_shared_folder(monkeypatch):
+    """No path, no variable, empty cache, downloading off: an error naming the published files."""
+    from spade_tf.evaluation.alexnet import AlexNetFeatures
 
     monkeypatch.delenv("SPADE_ALEXNET_WEIGHTS", raising=False)
-    assert default_alexnet_weights().resolve() == WEIGHTS.resolve()
+    with pytest.raises(SpadeError) as e:
+        AlexNetFeatures()
+    msg = str(e.value)
+    assert "download.pytorch.org/models/alexnet-owt-7be5be79.pth" in msg
+    assert "PerceptualSimilarity" in msg and "lpips/weights/v0.1/alex.pth" in msg
+    assert "shared" not in msg
+
+
+def _xla_gradient(fn, x):
+    """d fn(x) / dx under XLA (training's default), where sqrt(0)'s infinite derivative gives NaN."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True, autograph=False)
+    def grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+        return y, tape.gradient(y, x)
+
+    y, g = grad(tf.constant(x))
+    return y.numpy(), g.numpy()
+
+
+def test_lpips_distance_is_finite_with_finite_gradient_at_zero_features():
+    import tensorflow as tf
+
+    from spade_tf.evaluation.lpips import lpips_from_features, unit_normalize
+
+    zero = np.zeros((1, 2, 2, 4), np.float32)
+    other = np.random.RandomState(0).uniform(0, 1, (1, 2, 2, 4)).astype("float32")
+    heads = [np.ones(4, np.float32)]
+    d, grad = _xla_gradient(lambda f: lpips_from_features([f], [tf.constant(other)], heads), zero)
+    assert np.all(np.isfinite(d)) and np.all(np.isfinite(grad))
+    # the value is LPIPS's own: n(0) = 0, so the distance is mean_hw sum_c n(other)^2 = 1
+    np.testing.assert_allclose(d, [1.0], rtol=1e-6)
+    # elsewhere the same numbers as LPIPS's formula
+    np.testing.assert_allclose(unit_normalize(other).numpy(),
+                               other / (np.sqrt((other * other).sum(-1, keepdims=True)) + 1e-10), rtol=1e-6)
+
+    def plain(f):  # lpips.normalize_tensor as written: NaN gradient at 0 (what this guards against)
+        n = f / (tf.sqrt(tf.reduce_sum(f * f, -1, keepdims=True)) + 1e-10)
+        return tf.reduce_sum(tf.square(n - unit_normalize(other)))
+
+    assert np.isnan(_xla_gradient(plain, zero)[1]).any()
+
+
+def test_alexnet_perceptual_loss_gradient_is_finite_where_features_are_zero():
+    """The perceptual loss's own path (relu maps that are all zero at some pixels), under XLA."""
+    from keras import ops
+
+    from spade_tf.perceptual import PerceptualLoss
+
+    loss = PerceptualLoss(lambda x: [ops.relu(x), ops.relu(-x)], "alexnet",
+                          [np.ones(3, np.float32), np.full(3, 0.5, np.float32)], lambda_vgg=10.0)
+    fake = np.random.RandomState(1).uniform(-1, 1, (2, 8, 8, 3)).astype("float32")
+    fake[:, :4] = -1.0  # relu(x) is all zero there
+    fake[:, 4:6] = 1.0  # relu(-x) is all zero there
+    real = np.random.RandomState(2).uniform(-1, 1, (2, 8, 8, 3)).astype("float32")
+    value, grad = _xla_gradient(lambda f: loss(f, real), fake)
+    assert np.isfinite(value) and value > 0 and np.all(np.isfinite(grad))
 
 
 @needs_weights

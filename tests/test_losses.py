@@ -194,14 +194,14 @@ def test_missing_perceptual_weights_stop_with_instructions(tmp_path):
     from spade_tf.errors import SpadeError
     from spade_tf.perceptual import build_perceptual_loss
 
-    cfg = get_preset("tiny").replace(perceptual_backbone="vgg19")
+    cfg = get_preset("tiny").replace(perceptual_backbone="vgg19", lambda_vgg=10.0)
     for kwargs in ({"weights": tmp_path / "missing.h5"}, {"weights": None, "allow_download": False}):
         with pytest.raises(SpadeError) as err:
             build_perceptual_loss(cfg, **kwargs)
         for hint in ("--vgg-weights", "perceptual_backbone=alexnet", "lambda_vgg=0"):
             assert hint in str(err.value)
     with pytest.raises(SpadeError, match="lambda_vgg=0"):
-        build_perceptual_loss(get_preset("tiny"), tmp_path / "missing.npz")
+        build_perceptual_loss(get_preset("tiny").replace(lambda_vgg=10.0), tmp_path / "missing.npz")
     assert build_perceptual_loss(cfg.replace(lambda_vgg=0.0), tmp_path / "missing.h5") is None
 
 
@@ -216,7 +216,7 @@ def test_perceptual_backbone_stays_float32_under_mixed_precision():
         pytest.skip(f"LPIPS weights not found: {weights}")
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        loss = build_perceptual_loss(get_preset("tiny"), weights)
+        loss = build_perceptual_loss(get_preset("tiny").replace(lambda_vgg=10.0), weights)
         x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
         value = loss(keras.ops.cast(x, "bfloat16"), x)
         assert np.isfinite(float(value)) and float(value) > 0

@@ -8,15 +8,15 @@ from pathlib import Path
 
 EXAMPLES = """examples:
   # check every pair (exit status 1 and a list of bad files, grouped by problem, if any)
-  spade data validate --preset facades --data ../shared/data/facades
+  spade data validate --preset facades --data facades
   spade data validate --preset cocostuff --data coco/ --split val
 
   # counts, class histogram and pipeline throughput (images/s)
   spade data inspect --preset tiny                      # the embedded synthetic dataset
-  spade data inspect --preset facades --data ../shared/data/facades --batches 50 --set batchSize=8
+  spade data inspect --preset facades --data facades --batches 50 --set batchSize=8
 
   # TFRecords via TFDS (then --data the printed folder in train/inspect)
-  spade data build-tfds --config facades --manual-dir ../shared/data/facades --data-dir ~/tensorflow_datasets
+  spade data build-tfds --config facades --manual-dir facades --data-dir ~/tensorflow_datasets
 
 Layouts (see spade_tf/data/layouts.py): ade20k = ADEChallengeData2016/, cocostuff =
 {train,val}_{img,label,inst}/, cityscapes = leftImg8bit/ + gtFine/, facades and custom =

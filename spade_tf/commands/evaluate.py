@@ -7,8 +7,9 @@ import json
 import sys
 
 EXAMPLES = """examples:
-  # standard FID/KID (pytorch-fid's Inception; get pt_inception-2015-12-05-6726825d.pth from
-  # https://github.com/mseitzer/pytorch-fid/releases/tag/fid_weights on a machine with internet)
+  # standard FID/KID with pytorch-fid's Inception (fetched once into ~/.keras/models, SHA-256 checked)
+  spade evaluate --real data/val_img --fake results/
+  # ... or with the file you downloaded yourself (or $SPADE_INCEPTION_WEIGHTS)
   spade evaluate --real data/val_img --fake results/ --inception-weights pt_inception-2015-12-05-6726825d.pth
 
   # no Inception weights: the same distances on AlexNet features (reported as fd_alexnet/kid_alexnet)
@@ -50,12 +51,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--max-images", type=int, default=None, metavar="N", help="use at most N label maps")
     feats = p.add_argument_group("features")
     feats.add_argument("--features", choices=("inception", "alexnet"), default="inception",
-                       help="inception: standard FID (needs --inception-weights); "
+                       help="inception: standard FID (pytorch-fid weights, fetched or --inception-weights); "
                             "alexnet: fd_alexnet/kid_alexnet")
     feats.add_argument("--inception-weights", metavar="PATH",
-                       help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or a converted .npz)")
+                       help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: "
+                            "$SPADE_INCEPTION_WEIGHTS, the cache, or fetched from pytorch-fid's release)")
     feats.add_argument("--alexnet-weights", metavar="PATH",
-                       help="lpips_alex_v0.1.npz (default: $SPADE_ALEXNET_WEIGHTS or ../shared/weights)")
+                       help="lpips_alex_v0.1.npz (default: $SPADE_ALEXNET_WEIGHTS, the cache, or made from "
+                            "the published torchvision/LPIPS files)")
     feats.add_argument("--kid-subsets", type=int, default=100, metavar="N", help="KID subsets (default 100)")
     feats.add_argument("--kid-subset-size", type=int, default=1000, metavar="M",
                        help="images per KID subset, capped at the smaller set (default 1000)")
@@ -100,10 +103,6 @@ def run(args) -> int:
                 raise SpadeError(f"--{flag.replace('_', '-')} needs --model")
     if args.inception_weights and args.features != "inception":
         raise SpadeError("--inception-weights is for --features inception; leave one of them out")
-    if args.features == "inception" and not args.inception_weights:
-        from spade_tf.evaluation.inception import missing_weights_message
-
-        raise SpadeError(missing_weights_message())
 
     from spade_tf.evaluation.run import evaluate_folders, evaluate_model
 

@@ -1,7 +1,8 @@
 """ImageNet AlexNet `features` as LPIPS uses them (torchvision layout, LPIPS input scaling).
 
 Weights: `lpips_alex_v0.1.npz` (torchvision AlexNet convs, PyTorch OIHW kernels, plus the LPIPS
-heads and scaling), described in `shared/weights/README.md`.
+heads and scaling), found or fetched by `spade_tf.weights` (made from torchvision's
+`alexnet-owt-7be5be79.pth` and LPIPS's `weights/v0.1/alex.pth` by `weights.convert_lpips_alex`).
 """
 
 from __future__ import annotations
@@ -29,46 +30,46 @@ _CONVS = (
 RELU_CHANNELS = tuple(c[1] for c in _CONVS)
 
 
-def default_alexnet_weights() -> Path:
-    """`$SPADE_ALEXNET_WEIGHTS` if set, else `<repo root>/../shared/weights/lpips_alex_v0.1.npz`."""
-    env = os.environ.get(WEIGHTS_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "weights" / WEIGHTS_FILENAME
+def resolve_alexnet_weights(weights_path: str | os.PathLike | None = None,
+                            allow_download: bool = True) -> Path:
+    """The weights file to use: the path, `$SPADE_ALEXNET_WEIGHTS`, the cache, or the published files
+    (torchvision's AlexNet + LPIPS's v0.1 heads, hash-checked, converted once); see `spade_tf.weights`.
+    Raises SpadeError (naming the files, their URLs and how to pass one) when none of them works."""
+    from spade_tf.weights import LPIPS_ALEX, resolve
+
+    return resolve(LPIPS_ALEX, weights_path, allow_download)
 
 
-def resolve_alexnet_weights(weights_path: str | os.PathLike | None = None) -> Path:
-    """The weights file to use; raises SpadeError (saying how to pass one) when it does not exist."""
-    path = Path(weights_path) if weights_path else default_alexnet_weights()
-    if not path.is_file():
-        raise SpadeError(
-            f"AlexNet/LPIPS weights not found: {path}. Pass the path of {WEIGHTS_FILENAME} "
-            f"(weights_path=... in Python, or set the environment variable {WEIGHTS_ENV}); it holds "
-            "torchvision's AlexNet features plus the LPIPS v0.1 heads (see shared/weights/README.md)."
-        )
-    return path
-
-
-def load_alexnet_npz(weights_path: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
-    """All arrays of the LPIPS-alex .npz, checked for the keys and shapes this module needs."""
-    path = resolve_alexnet_weights(weights_path)
-    try:
-        with np.load(path) as f:
-            arrays = {k: np.asarray(f[k], np.float32) for k in f.files}
-    except (OSError, ValueError) as e:
-        raise SpadeError(f"cannot read AlexNet weights {path}: {e}") from e
+def check_alexnet_arrays(arrays: dict, where: str) -> None:
+    """The keys and shapes this module needs, or SpadeError naming `where`."""
     in_ch = 3
     for idx, out_ch, k, _, _, _ in _CONVS:
         expected = {f"features.{idx}.weight": (out_ch, in_ch, k, k), f"features.{idx}.bias": (out_ch,)}
         for key, shape in expected.items():
             if key not in arrays:
-                raise SpadeError(f"{path}: missing array '{key}'; is this lpips_alex_v0.1.npz?")
+                raise SpadeError(f"{where}: missing array '{key}'; is this {WEIGHTS_FILENAME}?")
             if arrays[key].shape != shape:
-                raise SpadeError(f"{path}: '{key}' has shape {arrays[key].shape}, expected {shape}")
+                raise SpadeError(f"{where}: '{key}' has shape {arrays[key].shape}, expected {shape}")
         in_ch = out_ch
+    for i, c in enumerate(RELU_CHANNELS):
+        key = f"lin{i}.weight"
+        if arrays.get(key, np.zeros(0)).shape != (1, c, 1, 1):
+            raise SpadeError(f"{where}: missing or malformed '{key}' (expected [1, {c}, 1, 1])")
     for key in ("scaling.shift", "scaling.scale"):
         if arrays.get(key, np.zeros(0)).shape != (3,):
-            raise SpadeError(f"{path}: missing or malformed '{key}' (expected shape [3])")
+            raise SpadeError(f"{where}: missing or malformed '{key}' (expected shape [3])")
+
+
+def load_alexnet_npz(weights_path: str | os.PathLike | None = None,
+                     allow_download: bool = True) -> dict[str, np.ndarray]:
+    """All arrays of the LPIPS-alex .npz, checked for the keys and shapes this module needs."""
+    path = resolve_alexnet_weights(weights_path, allow_download)
+    try:
+        with np.load(path) as f:
+            arrays = {k: np.asarray(f[k], np.float32) for k in f.files}
+    except (OSError, ValueError) as e:
+        raise SpadeError(f"cannot read AlexNet weights {path}: {e}") from e
+    check_alexnet_arrays(arrays, str(path))
     return arrays
 
 

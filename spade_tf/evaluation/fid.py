@@ -154,12 +154,9 @@ class FeatureExtractor:
 
 def inception_extractor(weights_path, verify: bool = True) -> FeatureExtractor:
     """pytorch-fid's pool3 features; images go in as uint8 / 255 (as pytorch-fid feeds them)."""
-    from spade_tf.evaluation.inception import FIDInceptionV3, sha256_of
+    from spade_tf.evaluation.inception import FIDInceptionV3, resolve_inception_weights, sha256_of
 
-    if weights_path is None:
-        from spade_tf.evaluation.inception import missing_weights_message
-
-        raise SpadeError(missing_weights_message())
+    weights_path = resolve_inception_weights(weights_path)
     net = FIDInceptionV3(str(weights_path), verify=verify)
     predict = _compiled(net)
     return FeatureExtractor(

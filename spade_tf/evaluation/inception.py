@@ -13,7 +13,6 @@ is folded into each conv's kernel and bias at load time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from keras import ops
 from spade_tf.errors import SpadeError
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
-WEIGHTS_SHA256_PREFIX = "6726825d"
+WEIGHTS_SHA256_PREFIX = "6726825d"  # the published part; the full SHA-256 is in spade_tf.weights
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                "pt_inception-2015-12-05-6726825d.pth")
 BN_EPS = 1e-3
@@ -176,60 +175,92 @@ def state_dict_spec() -> list[tuple[str, tuple[int, ...]]]:
 
 
 # ---- weights ------------------------------------------------------------------------------------
+# The .pth is checked by its full SHA-256 (spade_tf.weights.PYTORCH_FID_INCEPTION). An .npz of the same
+# tensors is checked by a digest of the tensors themselves (`weights.tensor_digest`), never by
+# anything the .npz says about itself. That digest of pytorch-fid's state dict is not pinned yet: the
+# file could not be obtained where this was written. Set it by running, on a machine with the
+# verified .pth: `python -c "from spade_tf.evaluation.inception import *; print(tensor_digest_of(PTH))"`.
+# Until then an .npz is accepted for standard FID only with verify=False (wiring checks).
+INCEPTION_TENSORS_SHA256: str | None = None
+
+
 def missing_weights_message(path=None) -> str:
+    from spade_tf.weights import FID_INCEPTION, PYTORCH_FID_INCEPTION, source_url
+
     where = f"'{path}' does not exist. " if path else ""
-    return (f"{where}The standard FID needs pytorch-fid's Inception weights {WEIGHTS_FILENAME} (~91 MB), "
-            f"which must be downloaded on a machine with internet from the pytorch-fid release page on "
-            f"GitHub ({WEIGHTS_URL}) and passed with --inception-weights PATH. Without them use "
+    return (f"{where}The standard FID needs pytorch-fid's Inception weights {WEIGHTS_FILENAME} (~91 MB) from "
+            f"the pytorch-fid release page on GitHub ({source_url(PYTORCH_FID_INCEPTION)}, SHA-256 "
+            f"{PYTORCH_FID_INCEPTION.sha256}); spade fetches it into its cache when it can, or "
+            f"{FID_INCEPTION.where_to_pass()}. Without them use "
             f"--features alexnet (reported as fd_alexnet/kid_alexnet, not comparable with published FID).")
 
 
 def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    from spade_tf.weights import file_digest
+
+    return file_digest(path, "sha256", chunk)
+
+
+def resolve_inception_weights(path=None, allow_download: bool = True) -> Path:
+    """The .pth/.npz to use: path, $SPADE_INCEPTION_WEIGHTS, the cache, or the release asset (checked)."""
+    from spade_tf.weights import FID_INCEPTION, resolve
+
+    try:
+        return resolve(FID_INCEPTION, path, allow_download)
+    except SpadeError as e:
+        raise SpadeError(f"{e} " + missing_weights_message()) from e
+
+
+def tensor_digest_of(path) -> str:
+    """`weights.tensor_digest` of the file's state dict (without `fc.*`, which pool3 does not use)."""
+    from spade_tf.convert.pth import load_state_dict
+    from spade_tf.weights import tensor_digest
+
+    state = load_state_dict(path)
+    return tensor_digest({k: v for k, v in state.items() if not k.startswith("fc.")})
 
 
 def load_inception_weights(path: str | os.PathLike, verify: bool = True) -> dict[str, np.ndarray]:
     """Read the FID Inception state dict from pytorch-fid's .pth (or an .npz with the same names).
 
-    verify: the file's SHA-256 must start with 6726825d (pytorch-fid's own file). An .npz made from
-    it passes when it carries `__source_sha256__` (see `convert_inception_pth_to_npz`).
+    verify: a .pth must have pytorch-fid's SHA-256 (the whole file); an .npz must hold exactly the
+    tensors of that file (a digest of the tensors, `INCEPTION_TENSORS_SHA256`; see above).
     verify=False accepts any weights of the right shapes (for wiring checks only: such features
     do not give FID).
     """
+    from spade_tf.convert.pth import load_state_dict
+    from spade_tf.weights import PYTORCH_FID_INCEPTION, tensor_digest
+
     path = Path(path)
     if not path.is_file():
         raise SpadeError(missing_weights_message(path))
-    from spade_tf.convert.pth import load_state_dict
-
-    if path.suffix == ".npz":
-        with np.load(path) as f:
-            source = str(f["__source_sha256__"]) if "__source_sha256__" in f.files else ""
-        if verify and not source.startswith(WEIGHTS_SHA256_PREFIX):
-            raise SpadeError(
-                f"{path}: this .npz does not say it was made from {WEIGHTS_FILENAME} (no "
-                f"'__source_sha256__' starting with {WEIGHTS_SHA256_PREFIX}). Pass the .pth itself, or "
-                "make the .npz with spade_tf.evaluation.inception.convert_inception_pth_to_npz.")
-    elif verify:
+    if verify and path.suffix != ".npz":
         digest = sha256_of(path)
-        if not digest.startswith(WEIGHTS_SHA256_PREFIX):
+        if digest != PYTORCH_FID_INCEPTION.sha256:
             raise SpadeError(
-                f"{path}: SHA-256 {digest[:16]}... does not start with {WEIGHTS_SHA256_PREFIX}, so this "
-                f"is not pytorch-fid's {WEIGHTS_FILENAME} (a truncated or different file). "
-                + missing_weights_message())
+                f"{path}: SHA-256 {digest} is not pytorch-fid's {PYTORCH_FID_INCEPTION.sha256} (starting "
+                f"{WEIGHTS_SHA256_PREFIX}), so this is not {WEIGHTS_FILENAME} (a truncated or different "
+                "file). " + missing_weights_message())
     state = load_state_dict(path)
-    state.pop("__source_sha256__", None)
+    if verify and path.suffix == ".npz":
+        digest = tensor_digest({k: v for k, v in state.items() if not k.startswith("fc.")})
+        if INCEPTION_TENSORS_SHA256 is None:
+            raise SpadeError(
+                f"{path}: an .npz can be checked only against the pinned digest of pytorch-fid's tensors, "
+                f"which this version does not have; pass {WEIGHTS_FILENAME} itself (checked by its "
+                "SHA-256), or use verify=False for wiring checks (not FID).")
+        if digest != INCEPTION_TENSORS_SHA256:
+            raise SpadeError(
+                f"{path}: its tensors (digest {digest[:16]}...) are not those of pytorch-fid's "
+                f"{WEIGHTS_FILENAME} ({INCEPTION_TENSORS_SHA256[:16]}...): a different or altered file.")
     check_state_dict(state, str(path))
     return state
 
 
 def convert_inception_pth_to_npz(pth_path, npz_path) -> Path:
-    """Verified .pth -> .npz of the same tensors, recording the source file's SHA-256."""
+    """Verified .pth -> .npz of the same tensors (checked later by their digest, see above)."""
     state = load_inception_weights(pth_path, verify=True)
-    np.savez(npz_path, __source_sha256__=np.array(sha256_of(pth_path)), **state)
+    np.savez(npz_path, **state)
     return Path(npz_path)
 
 
@@ -267,12 +298,11 @@ class FIDInceptionV3(keras.layers.Layer):
     def __init__(self, weights=None, verify=True, **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        if weights is None:
-            raise SpadeError(missing_weights_message())
         if isinstance(weights, dict):
             check_state_dict(weights)
             state, self.weights_path = weights, None
         else:
+            weights = resolve_inception_weights(weights)
             state, self.weights_path = load_inception_weights(weights, verify=verify), str(weights)
         self.verify = verify
         self.convs = {}

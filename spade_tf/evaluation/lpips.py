@@ -18,9 +18,34 @@ from spade_tf.errors import SpadeError
 from spade_tf.evaluation.alexnet import RELU_CHANNELS, AlexNetFeatures, load_alexnet_npz
 
 
-def _unit_normalize(f):
-    # As lpips.normalize_tensor: eps added to the norm, not under the square root.
-    return f / (ops.sqrt(ops.sum(f * f, axis=-1, keepdims=True)) + 1e-10)
+def unit_normalize(f, eps: float = 1e-10):
+    """lpips.normalize_tensor over the channel (last) axis: f / (sqrt(sum_c f^2) + eps).
+
+    The same values as LPIPS everywhere, but with a finite gradient where a feature vector is all
+    zero (relu maps often are): there the square root's derivative is infinite and the plain form
+    gives 0 * inf = NaN. The double `where` keeps the square root away from 0 (its value there is
+    replaced by the exact 0, and no gradient flows through the replaced branch).
+    """
+    f = ops.cast(f, "float32")
+    sq = ops.sum(f * f, axis=-1, keepdims=True)
+    positive = sq > 0
+    norm = ops.where(positive, ops.sqrt(ops.where(positive, sq, ops.ones_like(sq))), ops.zeros_like(sq))
+    return f / (norm + eps)
+
+
+def lpips_from_features(feats0, feats1, heads, stop_gradient_1: bool = False):
+    """Per-sample LPIPS [B] from the two images' five relu maps (NHWC) and the heads ([C_l] each).
+
+    stop_gradient_1: feats1 are a target (the perceptual loss's real image): no gradient flows to them.
+    """
+    total = 0.0
+    for a, b, w in zip(feats0, feats1, heads, strict=True):
+        nb = unit_normalize(b)
+        if stop_gradient_1:
+            nb = ops.stop_gradient(nb)
+        d = ops.square(unit_normalize(a) - nb)
+        total = total + ops.mean(ops.sum(d * ops.cast(w, "float32"), axis=-1), axis=(1, 2))
+    return total
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")
@@ -48,10 +73,7 @@ class LPIPS(keras.layers.Layer):
     def per_layer(self, x0, x1):
         f0 = self.features(x0)
         f1 = self.features(x1)
-        terms = []
-        for a, b, w in zip(f0, f1, self.heads, strict=True):
-            d = ops.square(_unit_normalize(a) - _unit_normalize(b))
-            terms.append(ops.mean(ops.sum(d * w, axis=-1), axis=(1, 2)))
+        terms = [lpips_from_features([a], [b], [w]) for a, b, w in zip(f0, f1, self.heads, strict=True)]
         return ops.stack(terms, axis=-1)
 
     def call(self, inputs):

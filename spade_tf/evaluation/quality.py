@@ -51,17 +51,17 @@ PLOT_NAME = "quality_plot.png"
 
 EXAMPLES = """examples (the "--" after "quality" hands every option to this benchmark):
   # CPU-sized (64x64, narrow networks, batch 1): three variants, evaluated every 150 steps
-  spade benchmark quality --data ../shared/data/facades/train --out runs/quality \\
+  spade benchmark quality --data facades/train --out runs/quality \\
       --preset facades --set crop_size=64 --set load_size=72 --set ngf=16 --set ndf=16 \\
       --set spade_nhidden=32 --set perceptual_backbone=alexnet \\
       --steps 1200 --eval-every 150 --segmenter-steps 600 --segmenter-width 16
 
   # the full-size facades preset (256x256, official widths, VGG19 perceptual loss) on a GPU
-  spade benchmark quality --data ../shared/data/facades/train --out runs/quality-full \\
+  spade benchmark quality --data facades/train --out runs/quality-full \\
       --steps 20000 --eval-every 2000   # VGG19: Keras downloads/caches it, or --perceptual-weights FILE
 
   # with a multimodal (VAE) variant, which also gets an LPIPS diversity score
-  spade benchmark quality --data ../shared/data/facades/train --out runs/q --variants baseline,vae
+  spade benchmark quality --data facades/train --out runs/q --variants baseline,vae
 """
 
 
@@ -442,7 +442,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--kid-subset-size", type=int, default=1000)
     p.add_argument("--alexnet-weights", default=None, metavar="NPZ",
-                   help="lpips_alex_v0.1.npz (default: ../shared/weights or SPADE_ALEXNET_WEIGHTS)")
+                   help="lpips_alex_v0.1.npz (default: $SPADE_ALEXNET_WEIGHTS, the cache, or fetched)")
     p.add_argument("--perceptual-weights", default=None, metavar="PATH",
                    help="weights of the perceptual loss (VGG19 file, or the AlexNet npz)")
     p.add_argument("--run-eagerly", action="store_true", help="no tf.function (debugging, tiny runs)")
