@@ -279,12 +279,14 @@ PRESETS: dict[str, SPADEConfig] = {
     "custom": SPADEConfig(
         name="custom", dataset_mode="custom", label_nc=182, contain_dontcare_label=False,
         no_instance=True, preprocess_mode="resize_and_crop", load_size=286, crop_size=256),
-    # CPU-sized for tests and the demo: the embedded synthetic dataset at 64x64.
+    # CPU-sized for tests and the demo: the embedded synthetic dataset at 64x64. No perceptual term
+    # (lambda_vgg=0): at this budget it measured no better (docs/benchmarks.md, quality benchmark) and
+    # needs no weight file; `--set lambda_vgg=10` turns the LPIPS-AlexNet term back on (fetched weights).
     "tiny": SPADEConfig(
         name="tiny", dataset_mode="synthetic", label_nc=8, contain_dontcare_label=False,
         no_instance=True, preprocess_mode="resize_and_crop", load_size=72, crop_size=64,
         ngf=16, ndf=16, spade_nhidden=32, num_D=2, n_layers_D=3, batchSize=4,
-        perceptual_backbone="alexnet", lambda_vgg=10.0),
+        perceptual_backbone="alexnet", lambda_vgg=0.0),
 }
 
 
