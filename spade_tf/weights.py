@@ -272,6 +272,8 @@ def fetch(spec: WeightSpec, src: Published) -> Path:
         os.replace(part, target)
     except SpadeError:
         raise
+    except urllib.error.HTTPError as e:
+        raise fail(f"HTTP {e.code} {e.reason}") from e
     except (urllib.error.URLError, OSError, ValueError) as e:  # no network, HTTP error, timeout, bad URL
         raise fail(str(getattr(e, "reason", None) or e)) from e
     finally:
