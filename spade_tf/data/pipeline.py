@@ -16,9 +16,14 @@ Sources (`data_dir`):
     a TFDS-built folder       one holding `dataset_info.json`, made by tfds_builder.py, e.g.
                               <tfds data dir>/spade_folders/facades/1.0.0 (or .../facades: newest)
 
-Throughput: files are listed once, shuffled as paths (cheap, full buffer), decoded and checked in
-parallel (`num_parallel_calls=AUTOTUNE`), optionally cached after decoding, transformed in
-parallel, batched and prefetched.
+Throughput: files are listed once; the order is a permutation of file indices per epoch
+(`example_order`, a function of seed and epoch); files are decoded and checked in parallel
+(`num_parallel_calls=AUTOTUNE`), optionally cached after decoding, transformed in parallel, batched
+and prefetched.
+
+Resume: `build_dataset(..., start=N)` is the stream from batch N on, equal to what batches N, N+1,
+... of `start=0` are; the indices and per-example augmentation seeds before it are never made into
+examples, so no skipped file is opened (see `example_order`).
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def output_size(config) -> tuple[int, int] | None:
 def build_dataset(config, data_dir=None, split: str = "train", batch_size: int | None = None,
                   shuffle: bool = True, seed: int = 0, skip_bad: bool = False, repeat: bool = False,
                   drop_remainder: bool = True, augment: bool | None = None, cache: bool | str = False,
-                  num_examples: int | None = None):
+                  num_examples: int | None = None, start: int = 0, skip_bad_cache=None):
     """A batched, prefetched `tf.data.Dataset` of element dicts (see the module docstring).
 
     batch_size: default `config.batchSize`. augment: random crop + flip (default: split == "train");
@@ -83,25 +88,42 @@ def build_dataset(config, data_dir=None, split: str = "train", batch_size: int |
     instead of raising a SpadeError naming the file. cache: True (memory) or a file prefix: keep
     decoded pairs after the first epoch. num_examples: synthetic train scenes (default
     `config.synthetic_size` if that field exists, else 512; val gets an eighth).
+
+    start: the stream begins at batch `start` of the stream this call would give with start=0 (what
+    a resumed training needs). The stream is a function of (seed, position): epoch e is the
+    permutation `example_order` makes from (seed, e), the augmentation of the example at position k
+    uses the stateless seed (seed, k). So for the embedded set and for folders nothing before the
+    start is read, decoded or transformed (a TFDS folder or `cache` still reads the examples it skips).
+    skip_bad_cache: a folder where skip_bad keeps the list of usable pairs it validated (keyed by the
+    folder's names, sizes and modification times): later calls read the list instead of decoding
+    every pair again. Without it, skip_bad validates the folder on every call.
     """
     import tensorflow as tf
 
     batch_size = batch_size or config.batchSize
     augment = (split == "train") if augment is None else augment
+    first = int(start) * batch_size  # position of the first example of the stream
     if data_dir is None:
-        ds = _synthetic_examples(config, split, num_examples, shuffle, seed)
-    elif tfds_version_dir(data_dir) is not None:
-        ds = _tfds_examples(config, tfds_version_dir(data_dir), split, shuffle, seed, skip_bad)
-    else:
-        ds = _file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache)
-    if repeat:
-        ds = ds.repeat()
+        ds = _synthetic_examples(config, split, num_examples, shuffle, seed, repeat, first)
+    elif tfds_version_dir(data_dir) is None and not cache:
+        ds = _file_examples(config, data_dir, split, shuffle, seed, skip_bad, repeat, first, skip_bad_cache)
+    else:  # examples without positions: count them, skip (reading what is skipped)
+        if tfds_version_dir(data_dir) is not None:
+            ds = _tfds_examples(config, tfds_version_dir(data_dir), split, shuffle, seed, skip_bad)
+        else:
+            ds = _cached_file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.enumerate().map(lambda k, example: (example, k))
+        if first:
+            ds = ds.skip(first)
 
     synthetic_source = data_dir is None
     size = tuple(config.image_size) if synthetic_source else output_size(config)
+    seed_tensor = tf.constant(int(seed), tf.int64)
 
-    def transform(example, element_seed):
-        seed2 = tf.stack([element_seed, tf.constant(SYNTHETIC_SEED, tf.int64)])
+    def transform(example, position):
+        seed2 = tf.stack([seed_tensor, position])  # positions >= 0; example_order uses (seed, -1 - epoch)
         instance = example.get("instance")
         if synthetic_source:  # generated at the final size: only flip
             image, label = tf.cast(example["image"], tf.float32) / 127.5 - 1.0, example["label"]
@@ -128,10 +150,50 @@ def build_dataset(config, data_dir=None, split: str = "train", batch_size: int |
                 out["instance_edges"] = tf.ensure_shape(out["instance_edges"], (*size, 1))
         return out
 
-    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed)))
-    ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(transform, num_parallel_calls=_parallel())
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    if READ_AHEAD:
+        return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()  # nor may tf.data's own rewrites read ahead
+    options.experimental_optimization.map_parallelization = False
+    options.experimental_optimization.inject_prefetch = False
+    options.experimental_optimization.map_and_batch_fusion = False
+    return ds.with_options(options)
+
+
+# False: every file is read when its batch is asked for (no parallel reads ahead, no prefetch), so
+# reads can be counted (tests). The stream is the same either way.
+READ_AHEAD = True
+
+
+def _parallel():
+    import tensorflow as tf
+
+    return tf.data.AUTOTUNE if READ_AHEAD else None
+
+
+def example_order(n: int, seed: int, shuffle: bool = True, repeat: bool = True, first: int = 0):
+    """`tf.data.Dataset` of (index, position) int64 pairs: the example at stream position k
+    (k = first, first + 1, ...) is example `index` of n. Epoch e (positions e*n .. e*n + n-1) is a
+    permutation of range(n) made from the stateless seed (seed, -1 - e) alone (identity without
+    shuffle), so the stream can begin at any position without producing the ones before it. Only
+    indices are made here: nothing is read."""
+    import tensorflow as tf
+
+    first_epoch, offset = divmod(int(first), n)
+    last_epoch = 2**62 if repeat else 1
+    seed_tensor = tf.constant(int(seed), tf.int64)
+
+    def epoch(e):
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([seed_tensor, -1 - e]))
+        begin = tf.where(tf.equal(e, first_epoch), tf.constant(offset, tf.int64), 0)
+        return tf.data.Dataset.from_tensor_slices((order[begin:], e * n + tf.range(begin, n, dtype=tf.int64)))
+
+    ds = tf.data.Dataset.range(first_epoch, max(last_epoch, first_epoch)).flat_map(epoch)
+    count = tf.data.INFINITE_CARDINALITY if repeat else max(0, n - int(first))
+    return ds.apply(tf.data.experimental.assert_cardinality(count))
 
 
 def tfds_version_dir(data_dir) -> Path | None:
@@ -150,7 +212,8 @@ def tfds_version_dir(data_dir) -> Path | None:
 
 # ---- sources: each yields unbatched {"image": uint8 [H,W,3], "label": int32 [H,W], ["instance"]}
 
-def _synthetic_examples(config, split, num_examples, shuffle, seed):
+def _synthetic_examples(config, split, num_examples, shuffle, seed, repeat=False, first=0):
+    """(example, position) pairs of the embedded set, from `example_order` (see build_dataset)."""
     import tensorflow as tf
 
     if config.label_nc < synthetic.NUM_CLASSES:
@@ -160,14 +223,17 @@ def _synthetic_examples(config, split, num_examples, shuffle, seed):
     size = num_examples or getattr(config, "synthetic_size", None) or SYNTHETIC_SIZE  # optional config field
     n = size if train else max(size // 8, 1)
     height, width = config.image_size
-    photos, labels, instances = synthetic.generate(n, height, width, SYNTHETIC_SEED + (0 if train else 1))
-    example = {"image": photos, "label": labels.astype(np.int32)}
+    photos, label_maps, instances = synthetic.generate(n, height, width, SYNTHETIC_SEED + (0 if train else 1))
+    arrays = {"image": tf.constant(photos), "label": tf.constant(label_maps)}
     if config.use_instance_edges:
-        example["instance"] = instances
-    ds = tf.data.Dataset.from_tensor_slices(example)
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    return ds
+        arrays["instance"] = tf.constant(instances)
+
+    def scene(index, position):
+        example = {k: tf.gather(v, index) for k, v in arrays.items()}
+        example["label"] = tf.cast(example["label"], tf.int32)
+        return example, position
+
+    return example_order(n, seed, shuffle, repeat, first).map(scene)
 
 
 def list_pairs(config, data_dir, split="train", skip_bad=False) -> list[layouts.Pair]:
@@ -198,13 +264,12 @@ def list_pairs(config, data_dir, split="train", skip_bad=False) -> list[layouts.
     return pairs
 
 
-def _file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache):
+def _pair_loader(config, skip_bad, total):
+    """tf function (image_path, label_path, instance_path) -> example dict with "ok" (False: dropped)."""
     import tensorflow as tf
 
-    pairs = list_pairs(config, data_dir, split, skip_bad)
-    skips = SkipLog(len(pairs))
+    skips = SkipLog(total)
     want_inst = config.use_instance_edges
-
     # labels leave Python as uint8 when every id fits (less to copy under the GIL)
     label_dtype = np.uint8 if config.num_label_channels <= 255 else np.int32
 
@@ -231,19 +296,156 @@ def _file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache):
             example["instance"] = tf.ensure_shape(instance, (None, None))
         return example
 
+    return load_tf
+
+
+def _drop_ok(example):
+    return {k: v for k, v in example.items() if k != "ok"}
+
+
+def _file_examples(config, data_dir, split, shuffle, seed, skip_bad, repeat=False, first=0,
+                   skip_bad_cache=None):
+    """(example, position) pairs read from the folder; only the paths at positions >= first are read."""
+    import tensorflow as tf
+
+    if skip_bad:
+        pairs, note = usable_pairs(config, data_dir, split, skip_bad_cache)
+        logger.info("%s", note)
+    else:
+        pairs = list_pairs(config, data_dir, split, skip_bad)
+    paths = tf.constant([[p.image, p.label, p.instance] for p in pairs])
+    load_tf = _pair_loader(config, skip_bad, len(pairs))
+
+    def read(index, position):
+        row = tf.gather(paths, index)
+        return load_tf(row[0], row[1], row[2]), position
+
+    ds = example_order(len(pairs), seed, shuffle, repeat, first).map(read, num_parallel_calls=_parallel())
+    if skip_bad:  # only a file changed since it was validated can still fail here
+        ds = ds.filter(lambda e, k: e["ok"])
+    return ds.map(lambda e, k: (_drop_ok(e), k))
+
+
+def _cached_file_examples(config, data_dir, split, shuffle, seed, skip_bad, cache):
+    """Examples (no positions) decoded once, then kept (`cache`) and shuffled through a buffer."""
+    import tensorflow as tf
+
+    pairs = usable_pairs(config, data_dir, split)[0] if skip_bad else list_pairs(config, data_dir, split)
     paths = tf.data.Dataset.from_tensor_slices(
         ([p.image for p in pairs], [p.label for p in pairs], [p.instance for p in pairs]))
-    if shuffle and not cache:
-        paths = paths.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
-    ds = paths.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = paths.map(_pair_loader(config, skip_bad, len(pairs)), num_parallel_calls=_parallel())
     if skip_bad:
         ds = ds.filter(lambda e: e["ok"])
-    ds = ds.map(lambda e: {k: v for k, v in e.items() if k != "ok"})
-    if cache:
-        ds = ds.cache("" if cache is True else str(cache))
-        if shuffle:
-            ds = ds.shuffle(min(len(pairs), 1024), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(_drop_ok).cache("" if cache is True else str(cache))
+    if shuffle:
+        ds = ds.shuffle(min(len(pairs), 1024), seed=seed, reshuffle_each_iteration=True)
     return ds
+
+
+# ---- skip_bad: validate once, keep the list --------------------------------------------------------
+_USABLE_FORMAT = 1
+
+
+def _content_key(config, data_dir, split, pairs) -> str:
+    """sha256 of what decides which pairs are usable: every file's path, size and modification time,
+    and the label settings the checks use."""
+    import hashlib
+    import json
+    import os
+
+    digest = hashlib.sha256()
+    settings = [_USABLE_FORMAT, str(data_dir), split, config.label_nc, config.num_label_channels,
+                config.contain_dontcare_label, config.use_instance_edges]
+    digest.update(json.dumps(settings).encode())
+    for pair in pairs:
+        for path in (pair.image, pair.label, pair.instance):
+            if path:
+                try:
+                    st = os.stat(path)
+                    digest.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+                except OSError:
+                    digest.update(f"{path}\tmissing\n".encode())
+    return digest.hexdigest()
+
+
+def usable_pairs(config, data_dir, split="train", cache_dir=None) -> tuple[list[layouts.Pair], str]:
+    """(the pairs skip_bad trains on, a line saying how they were found).
+
+    Every pair is read and checked once (`decode.read_pair`, in threads); with `cache_dir` the list
+    is kept in `cache_dir/usable_pairs-<split>-<key>.json`, the key hashing the folder's file names,
+    sizes and modification times and the label settings, so a later call (a resumed run) reads
+    the list instead of decoding every photo again; any change to the files makes a new key.
+    """
+    import json
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = list_pairs(config, data_dir, split, skip_bad=True)
+    key = _content_key(config, data_dir, split, pairs)
+    path = Path(cache_dir) / f"usable_pairs-{split}-{key[:20]}.json" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("key") == key:
+                keep = set(saved["usable"])
+                good = [p for p in pairs if p.key in keep]
+                if good:
+                    return good, (f"skip_bad: {len(good)} usable of {len(pairs)} pairs, from the list "
+                                  f"validated earlier ({path}; delete it to check again)")
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable list: validate again
+    started = time.perf_counter()
+
+    def check(pair):
+        try:
+            decode.read_pair(pair.image, pair.label, pair.instance, config)
+        except decode.BadPair as e:
+            return str(e)
+        return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        problems = list(pool.map(check, pairs))
+    good = [p for p, problem in zip(pairs, problems, strict=True) if problem is None]
+    bad = [problem for problem in problems if problem is not None]
+    for count, problem in enumerate(bad, 1):
+        logger.warning("skip_bad: dropped %s (%d bad pair(s) skipped so far)", problem, count)
+    if not good:
+        raise SpadeError(f"{data_dir}: all {len(pairs)} pairs are bad (see the warnings above); nothing to "
+                         "train on")
+    note = (f"skip_bad: validated {len(pairs)} pairs in {time.perf_counter() - started:.1f} s: "
+            f"{len(good)} usable, {len(bad)} dropped")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "data": str(data_dir), "split": split,
+                                   "usable": [p.key for p in good]}) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        note += f"; list kept in {path} (a resumed run reads it instead of decoding every pair)"
+    return good, note
+
+
+def count_examples(config, data_dir=None, split="train", skip_bad=False, skip_bad_cache=None,
+                   num_examples=None) -> tuple[int | None, str | None]:
+    """(examples in one pass over `split`, a note or None) without reading any example where it can
+    (with skip_bad: validating once, see `usable_pairs`). None for a TFDS folder with skip_bad
+    (count it by iterating)."""
+    if data_dir is None:
+        size = num_examples or getattr(config, "synthetic_size", None) or SYNTHETIC_SIZE
+        return (size if split == "train" else max(size // 8, 1)), None
+    version_dir = tfds_version_dir(data_dir)
+    if version_dir is not None:
+        if skip_bad:
+            return None, None
+        import tensorflow_datasets as tfds
+
+        splits = tfds.builder_from_directory(str(version_dir)).info.splits
+        if split not in splits:
+            raise SpadeError(f"{version_dir}: TFDS dataset has splits {sorted(splits)}, not '{split}'")
+        return splits[split].num_examples, None
+    if skip_bad:
+        pairs, note = usable_pairs(config, data_dir, split, skip_bad_cache)
+        return len(pairs), note
+    return len(list_pairs(config, data_dir, split)), None
 
 
 def _tfds_examples(config, data_dir, split, shuffle, seed, skip_bad):
