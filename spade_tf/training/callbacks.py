@@ -70,21 +70,31 @@ class EMAUpdate(keras.callbacks.Callback):
 
 
 class PeriodicCheckpoint(keras.callbacks.Callback):
-    """Saves every `every` steps and at the end, never after a non-finite loss."""
+    """Saves every `every` steps and at the end, never after a non-finite loss, and never a state
+    whose weights or optimizer slots are non-finite (a finite loss can come with non-finite
+    gradients): then it stops training and keeps (step, variable names) in `failure`."""
 
     def __init__(self, checkpoints, every: int, guard: NonFiniteLossGuard | None = None, verbose=True):
         super().__init__()
         self.checkpoints, self.guard, self.verbose = checkpoints, guard, verbose
         self.every = max(1, int(every))
         self.last_saved = None
+        self.failure = None
 
     def _healthy(self):
-        return self.guard is None or self.guard.failure is None
+        return (self.guard is None or self.guard.failure is None) and self.failure is None
 
     def _save(self):
+        from spade_tf.training.checkpoints import NonFiniteState
+
         step = _step(self.model)
         if step != self.last_saved and self._healthy():
-            self.checkpoints.save()
+            try:
+                self.checkpoints.save()
+            except NonFiniteState as e:
+                self.failure = (e.step, e.names)
+                self.model.stop_training = True
+                return
             self.last_saved = step
 
     def on_train_batch_end(self, batch, logs=None):
@@ -138,6 +148,8 @@ class MetricsLogger(keras.callbacks.Callback):
             self.writer = tf.summary.create_file_writer(str(tensorboard_dir))
         self.epoch = 0
         self._columns = None
+        self._last_logged = None
+        self._pending = None  # logs of the newest step not written yet
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -145,7 +157,18 @@ class MetricsLogger(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
         if step % self.every:
+            self._pending = (step, dict(logs or {}))
             return
+        self._log(step, logs)
+
+    def on_train_end(self, logs=None):
+        """The last step always gets its row, also in a run shorter than `every`."""
+        if self._pending is not None and self._pending[0] != self._last_logged:
+            self._log(*self._pending)
+        self._pending = None
+
+    def _log(self, step, logs):
+        self._last_logged, self._pending = step, None
         lr_g, lr_d = learning_rates(self.config, self.epoch)
         row = {"step": step, "epoch": self.epoch}
         row.update({k: _float(v) for k, v in sorted((logs or {}).items())})
@@ -199,7 +222,8 @@ def sample_grid(label_rgb, fake, real) -> np.ndarray:
 
 
 class SampleImages(keras.callbacks.Callback):
-    """Every `every` steps (and at the end): PNG grid in OUT_DIR/samples/ and a TensorBoard image."""
+    """Every `every` steps and at the last step (also of a run shorter than `every`): PNG grid in
+    OUT_DIR/samples/ and a TensorBoard image."""
 
     def __init__(self, batch, config, out_dir, every: int, tensorboard_dir=None):
         super().__init__()

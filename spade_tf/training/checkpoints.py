@@ -69,6 +69,15 @@ def check_config_matches(out_dir: Path, config: SPADEConfig) -> dict | None:
     return payload
 
 
+class NonFiniteState(SpadeError):
+    """The training state holds NaN/Inf: `names` lists the variables; it was not saved."""
+
+    def __init__(self, step: int, names: list[str]):
+        super().__init__(f"step {step}: non-finite values in {', '.join(names[:5])}"
+                         + (f" and {len(names) - 5} more" if len(names) > 5 else ""))
+        self.step, self.names = step, names
+
+
 def _weights(network) -> list:
     """All variables of a network (trainable and state), in their fixed creation order."""
     return [w.value for w in network.weights]
@@ -93,6 +102,10 @@ class TrainingCheckpoints:
             objects["encoder"] = _weights(model.encoder)
         if model.ema_generator is not None:
             objects["generator_ema"] = _weights(model.ema_generator)
+        objects.update(getattr(model, "checkpoint_extras", dict)())  # e.g. distillation maps
+        self._groups = {k: v for k, v in objects.items() if k in ("generator", "discriminator", "encoder",
+                                                                   "generator_ema")}
+        self._groups.update(g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer)
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=keep)
 
@@ -100,7 +113,24 @@ class TrainingCheckpoints:
     def step(self) -> int:
         return int(self.model.step_counter.numpy())
 
+    def nonfinite_variables(self) -> list[str]:
+        """Names ("group/variable") of every floating-point weight (G, D, E, EMA) and optimizer slot
+        holding a NaN or Inf; empty when the whole state is finite."""
+        bad = []
+        for group, holder in self._groups.items():
+            variables = holder.variables if hasattr(holder, "variables") else holder
+            for v in variables:
+                t = tf.convert_to_tensor(v)
+                if t.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(t))):
+                    bad.append(f"{group}/{getattr(v, 'path', None) or v.name}")
+        return bad
+
     def save(self) -> str:
+        """Write a checkpoint of the current step; NonFiniteState (nothing written) when any weight
+        or optimizer slot is NaN/Inf, so the newest checkpoint is always a state training can go on from."""
+        bad = self.nonfinite_variables()
+        if bad:
+            raise NonFiniteState(self.step, bad)
         return self.manager.save(checkpoint_number=self.step)
 
     def restore_latest(self) -> int | None:

@@ -43,24 +43,31 @@ def _log(msg: str) -> None:
 
 # ---- data ------------------------------------------------------------------------------------------
 def build_train_dataset(config: SPADEConfig, data_dir, batch_size: int, seed: int, repeat: bool,
-                        skip_bad: bool = False):
-    """The data helper's `build_dataset` (the embedded synthetic set when data_dir is None)."""
+                        skip_bad: bool = False, start: int = 0, skip_bad_cache=None):
+    """The data helper's `build_dataset` (the embedded synthetic set when data_dir is None), from
+    batch `start` of the stream on (nothing before it is read: see `build_dataset`)."""
     from spade_tf.data import build_dataset
 
     return build_dataset(config, data_dir, split="train", batch_size=batch_size, shuffle=True, seed=seed,
-                         repeat=repeat, drop_remainder=True, skip_bad=skip_bad)
+                         repeat=repeat, drop_remainder=True, skip_bad=skip_bad, start=start,
+                         skip_bad_cache=skip_bad_cache)
 
 
-def steps_per_epoch_of(config, data_dir, batch_size, seed, skip_bad: bool = False) -> int:
-    """Batches in one pass over the training set (with skip_bad: counted, bad pairs dropped)."""
-    import tensorflow as tf
+def steps_per_epoch_of(config, data_dir, batch_size, seed, skip_bad: bool = False,
+                       skip_bad_cache=None) -> int:
+    """Batches in one pass over the training set, counted without reading the examples (with
+    skip_bad: the pairs are validated once and the list kept in skip_bad_cache, see
+    `spade_tf.data.pipeline.usable_pairs`)."""
+    from spade_tf.data.pipeline import count_examples
 
-    ds = build_train_dataset(config, data_dir, batch_size, seed, repeat=False, skip_bad=skip_bad)
-    n = int(ds.cardinality())
-    if n == tf.data.INFINITE_CARDINALITY:
-        raise SpadeError("the training set is endless; pass --steps-per-epoch")
-    if n == tf.data.UNKNOWN_CARDINALITY:
+    examples, note = count_examples(config, data_dir, "train", skip_bad, skip_bad_cache)
+    if note:
+        _log(note)
+    if examples is None:  # a TFDS folder with skip_bad: count what the filter lets through
+        ds = build_train_dataset(config, data_dir, batch_size, seed, repeat=False, skip_bad=skip_bad)
         n = sum(1 for _ in ds)
+    else:
+        n = examples // batch_size
     if n < 1:
         where = data_dir or "synthetic set"
         raise SpadeError(f"{where}: fewer training pairs than one batch of {batch_size}; "
@@ -127,7 +134,7 @@ def _have_tensorboard() -> bool:
 def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None, epochs: int | None = None,
           steps_per_epoch: int | None = None, save_every: int = 500, keep_checkpoints: int = 3,
           perceptual_weights=None, allow_download: bool = True, mixed_precision: str = "none",
-          jit_compile: bool = False, run_eagerly: bool = False, init_generator=None,
+          jit_compile: bool = False, run_eagerly: bool = False, init_generator=None, model_factory=None,
           distribute: str = "auto", strategy=None,
           log_every: int = 50, sample_every: int = 500, seed: int = 0, verbose="auto",
           tensorboard: bool = True, max_seconds: float | None = None, skip_bad: bool = False) -> TrainResult:
@@ -170,14 +177,17 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
     old_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32" if mixed_precision == "none" else mixed_precision)
     try:
-        spe = steps_per_epoch or steps_per_epoch_of(config, data_dir, global_batch, seed, skip_bad)
+        # skip_bad validates the folder once; the list of usable pairs is kept here for later starts
+        bad_cache = own_dir / "data_cache" if skip_bad else None
+        spe = steps_per_epoch or steps_per_epoch_of(config, data_dir, global_batch, seed, skip_bad, bad_cache)
         total = steps if steps is not None else spe * (epochs if epochs is not None
                                                        else config.niter + config.niter_decay)
         keras.utils.set_random_seed(seed)  # same seed, same initial weights (and the same run)
         with strategy.scope():
             g, d, e = build_networks(config, synchronized_bn=replicas > 1)
             perceptual = build_perceptual_loss(config, perceptual_weights, allow_download=allow_download)
-            model = GauGAN(config, g, d, e, perceptual, seed=seed)
+            # model_factory: a GauGAN subclass or callable with GauGAN's arguments (`spade distill`)
+            model = (model_factory or GauGAN)(config, g, d, e, perceptual, seed=seed)
             model.compile(jit_compile=jit_compile, run_eagerly=run_eagerly)
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             ckpts = TrainingCheckpoints(model, own_dir / CHECKPOINT_DIR, keep_checkpoints, epoch_var)
@@ -207,19 +217,27 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
 
         history = {}
         guard = cb.NonFiniteLossGuard()
+        saver = None
         if start < total:
-            ds = build_train_dataset(config, data_dir, global_batch, seed, repeat=True, skip_bad=skip_bad)
-            sample_batch = next(iter(ds.take(1)))
-            sample_batch = {k: v[: min(4, global_batch)] for k, v in sample_batch.items()}
+            # the data position is restored without reading what came before it: the stream from batch
+            # `start` on is made from the file indices and augmentation seeds at those positions
+            ds = build_train_dataset(config, data_dir, global_batch, seed, repeat=True, skip_bad=skip_bad,
+                                     start=start, skip_bad_cache=bad_cache)
             if start:
-                _log(f"restoring the data position: skipping {start} batches")
-                ds = ds.skip(start)
+                _log(f"restoring the data position: the stream continues at batch {start} "
+                     "(earlier batches are not read)")
+            # samples always show the first batch of the run (the same pictures before and after a resume)
+            first = ds if not start else build_train_dataset(config, data_dir, global_batch, seed, True,
+                                                             skip_bad=skip_bad, skip_bad_cache=bad_cache)
+            sample_batch = next(iter(first.take(1)))
+            sample_batch = {k: v[: min(4, global_batch)] for k, v in sample_batch.items()}
             throughput = cb.Throughput(global_batch)
             callbacks = [guard, cb.StopAtStep(total, max_seconds),
                          StepLearningRateSchedule(config, spe, epoch_var), throughput]
             if model.ema_generator is not None:
                 callbacks.append(cb.EMAUpdate())
-            callbacks.append(cb.PeriodicCheckpoint(ckpts, save_every, guard))
+            saver = cb.PeriodicCheckpoint(ckpts, save_every, guard)
+            callbacks.append(saver)
             if chief:
                 tb_dir = own_dir / "logs" if tensorboard and _have_tensorboard() else None
                 callbacks += [
@@ -234,6 +252,15 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
             history = fit.history
         else:
             _log(f"already trained to step {start} (target {total}); writing the final models")
+        if saver is not None and saver.failure is not None:
+            step, names = saver.failure
+            last = ckpts.manager.latest_checkpoint
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            raise SpadeError(f"training stopped: weights or optimizer slots became non-finite (NaN/Inf) at "
+                             f"step {step} although the losses were finite ({shown}); that state was not "
+                             f"saved. The last good checkpoint is {last or '(none yet)'}; rerunning "
+                             "resumes from it. Lower the learning rate (--set lr=...), or try without mixed "
+                             "precision.")
         if guard.failure is not None:
             step, key, value = guard.failure
             last = ckpts.manager.latest_checkpoint
