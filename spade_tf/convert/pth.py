@@ -611,10 +611,10 @@ def _load_legacy(path: Path, budget: _Budget) -> dict[str, np.ndarray]:
         load = _Load(path, budget, byteorder)
         obj = load.unpickle_from(f, file_size, "pickle")
         keys = load.unpickle_from(f, file_size, "storage key list")
+        plan = _plan(path, obj, load)
         if (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)
                 or len(set(keys)) != len(keys) or set(keys) != set(load.storages)):
             raise SpadeError(f"{path}: storage key list does not match the tensors; the file is corrupt")
-        plan = _plan(path, obj, load)
         for key in keys:
             ref = load.storages[key]
             header_bytes = f.read(8)
