@@ -299,10 +299,11 @@ class _Load:
             return raw + numel * 4
         return raw * 2 if self.byteorder == "big" and _itemsize(storage_type) > 1 else raw
 
-    def unpickle(self, data: bytes, what: str):
-        """Check `data` opcode by opcode, then unpickle it with this load's stand-ins."""
+    def unpickle(self, data: bytes, what: str, scanned: bool = False):
+        """Check `data` opcode by opcode (unless `scanned`), then unpickle it with this load's stand-ins."""
         try:
-            _scan_pickle(io.BytesIO(data), self.budget, len(data), what)
+            if not scanned:
+                _scan_pickle(io.BytesIO(data), self.budget, len(data), what)
             return _SafeUnpickler(io.BytesIO(data), self).load()
         except Exception as e:  # noqa: BLE001 - truncated/garbled pickles raise many types
             raise self._error(e, what) from None
@@ -316,8 +317,8 @@ class _Load:
             raise self._error(e, what) from None
         stop = f.tell()
         f.seek(start)
-        self.budget.charge(stop - start, what)
-        return self.unpickle(f.read(stop - start), what)
+        self.budget.charge(stop - start, what)  # the scan charged its opcodes; this is the copy
+        return self.unpickle(f.read(stop - start), what, scanned=True)
 
     def _error(self, e: Exception, what: str) -> Exception:
         if isinstance(e, SpadeError | MemoryError):
