@@ -14,7 +14,7 @@ import sys
 
 from spade_tf.errors import SpadeError
 
-COMMANDS = ("convert", "data", "train", "synthesize", "export", "evaluate", "benchmark", "demo",
+COMMANDS = ("convert", "data", "train", "distill", "synthesize", "export", "evaluate", "benchmark", "demo",
             "demo_job")
 
 

@@ -27,6 +27,7 @@ PREPROCESS_MODES = (
 )
 GAN_MODES = ("hinge", "ls", "original", "w")
 PERCEPTUAL_BACKBONES = ("vgg19", "alexnet")
+GENERATORS = ("spade", "spade_lite")
 _SPADE_NORM = re.compile(r"^(spectral)?spade(syncbatch|batch|instance)(\d)x\d$")
 _PLAIN_NORM = re.compile(r"^(spectral)?(instance|batch|syncbatch|none)?$")
 
@@ -59,6 +60,12 @@ class SPADEConfig:
     num_upsampling_layers: str = "normal"
     norm_G: str = "spectralspadesyncbatch3x3"
     spade_nhidden: int = 128  # SPADE MLP width; fixed at 128 in the official code
+    # lite generator (ours; `spade distill`): netG 'spade' (official) or 'spade_lite', whose channel
+    # widths (ngf and spade_nhidden) are scaled by `width`, with depthwise-separable 3x3 convs when
+    # `separable`
+    netG: str = "spade"  # noqa: N815 - official option name
+    width: float = 1.0
+    separable: bool = False
     init_type: str = "xavier"
     init_variance: float = 0.02
     # discriminator / encoder
@@ -114,6 +121,12 @@ class SPADEConfig:
                     "batchSize", "D_steps_per_G"):
             if getattr(self, key) < 1:
                 raise bad(key, f"must be >= 1, got {getattr(self, key)}")
+        if self.netG not in GENERATORS:
+            raise bad("netG", f"must be one of {GENERATORS}, got '{self.netG}'")
+        if not 0 < self.width <= 1:
+            raise bad("width", f"must be in (0, 1], got {self.width}")
+        if self.netG == "spade" and (self.width != 1 or self.separable):
+            raise bad("netG", "width and separable apply to netG=spade_lite; set netG=spade_lite")
         if self.aspect_ratio <= 0:
             raise bad("aspect_ratio", f"must be > 0, got {self.aspect_ratio}")
         if self.latent_size[0] < 1 or self.latent_size[1] < 1:

@@ -83,6 +83,19 @@ def register(subparsers) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     o.add_argument("--mode", choices=("generator", "train"), default="generator")
     _common(o, None)
+    c = sub.add_parser(
+        "cost", help="MACs per image and parameters of a generator (official counting)",
+        description="MACs per image (batch 1; conv: out.numel*kh*kw*cin/groups, dense: out*in, as the "
+                    "official counting) and trainable parameters of a generator, from --model or a preset; "
+                    "with --width (and --separable) also the SPADE-Lite generator of that size, side by "
+                    "side. Prints JSON.",
+        epilog="examples:\n  spade benchmark cost --preset ade20k\n"
+               "  spade benchmark cost --preset ade20k --width 0.5 --separable\n"
+               "  spade benchmark cost --model runs/distilled\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from spade_tf.commands.distill import add_cost_arguments
+
+    add_cost_arguments(c)
     q = sub.add_parser(
         "quality", help="image quality benchmark (spade_tf.evaluation.quality)",
         description="Train variants (baseline, lambda_vgg=0, EMA) on a held-out split and record FD/KID "
@@ -164,10 +177,14 @@ def run(args) -> int:
     from spade_tf.errors import SpadeError
 
     if args.bench_command is None:
-        raise SpadeError("say what to benchmark: spade benchmark generator|train|official|quality "
+        raise SpadeError("say what to benchmark: spade benchmark generator|train|official|quality|cost "
                          "(see spade benchmark --help)")
     if args.bench_command == "quality":
         return _run_quality(args)
+    if args.bench_command == "cost":
+        from spade_tf.commands.distill import run_cost
+
+        return run_cost(args)
     config = get_preset(args.preset).with_overrides(args.overrides)
     kind = args.mode if args.bench_command == "official" else args.bench_command
     variants = [] if args.bench_command == "official" else [v.strip() for v in args.variants.split(",")]
