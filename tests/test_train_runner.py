@@ -124,19 +124,33 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert values and all(np.isfinite(v).all() for v in values)
 
 
-def test_kill_9_loses_at_most_save_every_steps(tmp_path):
+def checkpoint_tensors(path):
+    """Every saved variable of a checkpoint (networks, EMA, optimizers, counters), by name."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(path)
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(path)
+            if not name.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter"))}
+
+
+def test_kill_9_loses_at_most_save_every_steps_and_resumes_exactly(tmp_path):
+    """kill -9 mid-run, then the same training resumed: it ends with the weights (G, D, E, EMA) and
+    optimizer slots of a run never interrupted."""
+    import tensorflow as tf
+
     save_every = 2
+    extra = ["use_vae=True", "use_ema=True"]  # so that E and the EMA generator are checked too
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "spade_tf", "train", "--preset", "tiny", "--out", str(out), "--steps", "40",
            "--save-every", str(save_every), "--log-every", "1", "--sample-every", "1000", "--run-eagerly",
-           "--verbose", "0", "--distribute", "none"] + [a for kv in SMALL for a in ("--set", kv)]
+           "--verbose", "0", "--distribute", "none"] + [a for kv in SMALL + extra for a in ("--set", kv)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     metrics = out / "metrics.csv"
     deadline = time.time() + 240
     try:
         while time.time() < deadline and proc.poll() is None:
-            if metrics.exists() and len(csv_rows(metrics)) > 5:  # step 5 done
+            if metrics.exists() and len(csv_rows(metrics)) > 3:  # step 3 done
                 break
             time.sleep(0.2)
         assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
@@ -146,10 +160,24 @@ def test_kill_9_loses_at_most_save_every_steps(tmp_path):
         if proc.poll() is None:
             proc.kill()
     logged = int(csv_rows(metrics)[-1][0])
-    import tensorflow as tf
-
     latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
     saved = int(latest.rsplit("-", 1)[1])
     # metrics rows are written after that step's checkpoint: at most save_every - 1 logged steps are lost
     assert logged - saved <= save_every - 1, (logged, saved)
     assert tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved
+    assert saved > 0
+    total = saved + 3  # the resumed run saves once more on its way, then at the end
+
+    config = small_config(*extra)
+    common = {"config": config, "steps_per_epoch": None, "save_every": save_every, "sample_every": 1000}
+    resumed = run_train(out, total, **common)
+    assert (resumed.start_step, resumed.final_step, resumed.resumed) == (saved, total, True)
+    run_train(tmp_path / "full", total, **common)
+    a = checkpoint_tensors(str(out / "checkpoints" / f"ckpt-{total}"))
+    b = checkpoint_tensors(str(tmp_path / "full" / "checkpoints" / f"ckpt-{total}"))
+    assert a.keys() == b.keys()
+    for prefix in ("generator/", "discriminator/", "encoder/", "generator_ema/", "g_optimizer/_variables/",
+                   "d_optimizer/_variables/"):  # the optimizers' _variables are their Adam slots
+        assert any(k.startswith(prefix) for k in a), prefix
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-5, err_msg=name)
