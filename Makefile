@@ -1,4 +1,5 @@
-# Everything installs into .venv by itself: `make test` and `make demo` work on a fresh machine.
+# Everything installs into .venv by itself: `make test` and `make demo` work on a fresh machine, from
+# the package registries alone (no ../shared needed: tests that read it skip with a reason).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= dev,export,demo,tfds,serving
 DEMO_OUT ?= demo_out
 
-.PHONY: install test lint demo demo-web browser clean
+.PHONY: install test test-wheel lint demo demo-web browser clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ browser:
 
 test: $(STAMP) lint browser
 	$(PY) -m pytest -q --durations=15 tests
+
+# Builds the wheel + sdist and installs the wheel into a fresh venv outside the checkout (slow: trains 2 steps).
+test-wheel: $(STAMP)
+	SPADE_TEST_WHEEL=1 $(PY) -m pytest -q tests/test_wheel.py
 
 demo: $(STAMP)
 	$(VENV)/bin/spade demo-job --out $(DEMO_OUT)

@@ -25,7 +25,7 @@ setup(
         "serving": ["tensorflow-serving-api==2.21.*"],
         "tfds": ["tensorflow-datasets", "importlib_resources"],
         "demo": ["fastapi", "uvicorn", "python-multipart", "playwright", "httpx"],
-        "dev": ["pytest>=8", "ruff>=0.5", "pytest-timeout", "matplotlib"],
+        "dev": ["pytest>=8", "ruff>=0.5", "pytest-timeout", "matplotlib", "build"],
     },
     entry_points={"console_scripts": ["spade=spade_tf.cli:main"]},
 )

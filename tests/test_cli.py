@@ -32,3 +32,33 @@ def test_python_dash_m_is_the_same_command():
     assert result.returncode == 0
     for command in SUBCOMMANDS:
         assert command in result.stdout
+
+
+def test_verbose_flag_goes_before_the_subcommand(monkeypatch):
+    from spade_tf.cli import wants_verbose
+
+    monkeypatch.delenv("SPADE_VERBOSE", raising=False)
+    assert wants_verbose(["--verbose", "train"])
+    assert not wants_verbose(["train", "--verbose", "2"])  # that one is Keras's fit verbosity
+    monkeypatch.setenv("SPADE_VERBOSE", "1")
+    assert wants_verbose(["train"])
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_tensorflow_log_lines_only_with_verbose(tmp_path, verbose):
+    """A command that imports TensorFlow and fails: quiet, stderr is our one error line."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SPADE_VERBOSE")}
+    argv = [sys.executable, "-m", "spade_tf"] + (["--verbose"] if verbose else []) + [
+        "synthesize", "--model", str(tmp_path / "missing"), "--labels", str(tmp_path),
+        "--out", str(tmp_path / "o")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("spade synthesize: error:") and "missing" in lines[-1]
+    tf_lines = [line for line in lines if line[:1] in "IWEF" and "] " in line and line[1:5].isdigit()]
+    if verbose:
+        assert tf_lines, result.stderr  # TensorFlow's own notices are back
+    else:
+        assert lines == lines[-1:], result.stderr
