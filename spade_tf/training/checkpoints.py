@@ -56,7 +56,8 @@ def check_config_matches(out_dir: Path, config: SPADEConfig) -> dict | None:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise SpadeError(f"{path}: not valid JSON ({e}); move it away to start a new training") from None
-    saved = payload.get("config", payload)
+    # a key added to SPADEConfig after the folder was written (e.g. netG, width) counts as its default
+    saved = {**SPADEConfig().to_dict(), **payload.get("config", payload)}
     current = config.to_dict()
     absent = "<absent>"
     diffs = sorted(k for k in set(saved) | set(current) if saved.get(k, absent) != current.get(k, absent))
