@@ -187,7 +187,7 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
             g, d, e = build_networks(config, synchronized_bn=replicas > 1)
             perceptual = build_perceptual_loss(config, perceptual_weights, allow_download=allow_download)
             # model_factory: a GauGAN subclass or callable with GauGAN's arguments (`spade distill`)
-            model = (model_factory or GauGAN)(config, g, d, e, perceptual, seed=seed)
+            model = (model_factory or GauGAN)(config, g, d, e, perceptual, seed=seed, steps_per_epoch=spe)
             model.compile(jit_compile=jit_compile, run_eagerly=run_eagerly)
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             ckpts = TrainingCheckpoints(model, own_dir / CHECKPOINT_DIR, keep_checkpoints, epoch_var)
