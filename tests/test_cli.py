@@ -62,3 +62,15 @@ def test_tensorflow_log_lines_only_with_verbose(tmp_path, verbose):
         assert tf_lines, result.stderr  # TensorFlow's own notices are back
     else:
         assert lines == lines[-1:], result.stderr
+
+
+def test_import_spade_tf_alone_registers_the_keras_classes(tmp_path):
+    """A fresh interpreter: `import spade_tf`, nothing else of ours, then the classes resolve by name."""
+    code = ("import keras, spade_tf, sys\n"
+            "names = ['SPADEGenerator', 'MultiscaleDiscriminator', 'ConvEncoder', 'SPADE', 'SPADEResBlock',\n"
+            "         'SpectralNormalization', 'TorchAdam', 'AlexNetFeatures', 'LPIPS', 'FIDInceptionV3']\n"
+            "missing = [n for n in names if keras.saving.get_registered_object('spade_tf>' + n) is None]\n"
+            "sys.exit('not registered: %s' % missing if missing else 0)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
