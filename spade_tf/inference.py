@@ -4,8 +4,10 @@ TensorFlow-only helpers (the exports in `spade_tf.export` reuse `z_from_seed` an
 `instance_edges` so a seed gives the same image in Python and in a SavedModel).
 
 Conventions
-- A label map is a single-channel PNG of class ids in [0, label_nc); 255 means "don't care" and
-  is accepted only when the model has `contain_dontcare_label` (it becomes id `label_nc`).
+- A label map is a single-channel PNG of class ids 0 .. num_label_channels-1; 255 means "don't
+  care" and is accepted only when the model has `contain_dontcare_label` (it becomes id
+  `label_nc`). The rule lives in `spade_tf.data.labels`; files are read by `spade_tf.data.decode`
+  (`read_label_map`, `read_instance_map`, `read_style_image`, re-exported here).
 - Label and instance maps of another size are resized to the model size with nearest-neighbour
   (PIL NEAREST, as the official data loader resizes labels); style images with bicubic.
 - Images come out as uint8 `round((x + 1) * 127.5)` of the generator's [-1, 1] output (the
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,9 @@ import tensorflow as tf
 from PIL import Image
 
 from spade_tf.config import SPADEConfig, load_config
+from spade_tf.data import labels as label_rule
+from spade_tf.data.decode import read_instance_map, read_label_map, read_style_image  # noqa: F401 - API
 from spade_tf.errors import SpadeError
-
-DONT_CARE = 255
 
 
 # ---- shared with the exports ------------------------------------------------------------------
@@ -59,89 +61,6 @@ def instance_edges(instance_map):
 def to_uint8(image):
     """[-1, 1] float → uint8, rounded (values outside [-1, 1] cannot occur after tanh)."""
     return tf.cast(tf.round((tf.clip_by_value(image, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
-
-
-# ---- files ------------------------------------------------------------------------------------
-def _open_image(path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-        return image
-    except FileNotFoundError:
-        raise SpadeError(f"{path}: file not found") from None
-    except OSError as e:
-        raise SpadeError(f"{path}: not a readable image ({e})") from None
-
-
-def _id_array(path, what: str) -> np.ndarray:
-    image = _open_image(path)
-    if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
-        raise SpadeError(
-            f"{path}: {what} must be a single-channel image of ids (PNG mode L, P or I), got mode "
-            f"'{image.mode}'. Colour-coded label maps are not class ids: convert them to ids first.")
-    # mode P: the palette indices are the ids (as PIL/official loaders read them)
-    return np.asarray(image).astype(np.int64)
-
-
-def _resize_ids(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest resize of an id array to (H, W) (PIL NEAREST: pixel-centre sampling, as official)."""
-    if ids.shape == tuple(size):
-        return ids
-    image = Image.fromarray(ids.astype(np.int32), mode="I")
-    return np.asarray(image.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
-
-
-def check_label_ids(ids: np.ndarray, config: SPADEConfig, source: str, allow_mapped: bool = False):
-    """Validate class ids and map 255 → label_nc (don't care). Returns int32 of the same shape.
-
-    `allow_mapped`: also accept id label_nc (don't care already mapped, as in dataset batches).
-    """
-    ids = np.asarray(ids).astype(np.int64)
-    dontcare = config.contain_dontcare_label
-    bad = (ids < 0) | (ids >= config.label_nc)
-    if dontcare:
-        bad &= ids != DONT_CARE
-        if allow_mapped:
-            bad &= ids != config.label_nc
-    if bad.any():
-        values = np.unique(ids[bad])
-        allowed = f"[0, {config.label_nc})" + (f" or {DONT_CARE} (don't care)" if dontcare else "")
-        hint = "" if dontcare or DONT_CARE not in values else (
-            f"; {DONT_CARE} is the don't-care label but this model has contain_dontcare_label=False")
-        raise SpadeError(f"{source}: class ids {values[:10].tolist()}{'...' if len(values) > 10 else ''} "
-                         f"outside {allowed} ({int(bad.sum())} pixels){hint}")
-    if dontcare:
-        ids = np.where(ids == DONT_CARE, config.label_nc, ids)
-    return ids.astype(np.int32)
-
-
-def read_label_map(path, config: SPADEConfig,
-                   on_resize: Callable[[str, tuple, tuple], None] | None = None) -> np.ndarray:
-    """Class-id PNG → int32 [H, W] at the model size (nearest resize), 255 → label_nc.
-
-    Raises SpadeError naming the file for unreadable files, colour images and ids the model does
-    not know. `on_resize(path, old_hw, new_hw)` is called when the map had another size.
-    """
-    ids = _id_array(path, "a label map")
-    ids = check_label_ids(ids, config, str(path))
-    size = config.image_size
-    if ids.shape != size and on_resize is not None:
-        on_resize(str(path), ids.shape, size)
-    return _resize_ids(ids, size).astype(np.int32)
-
-
-def read_instance_map(path, config: SPADEConfig) -> np.ndarray:
-    """Instance-id PNG (any integer mode) → int32 [H, W] at the model size (nearest)."""
-    return _resize_ids(_id_array(path, "an instance map"), config.image_size).astype(np.int32)
-
-
-def read_style_image(path, config: SPADEConfig) -> np.ndarray:
-    """RGB image → float32 [H, W, 3] in [-1, 1] at the model size (bicubic resize)."""
-    image = _open_image(path).convert("RGB")
-    h, w = config.image_size
-    if image.size != (w, h):
-        image = image.resize((w, h), Image.BICUBIC)
-    return np.asarray(image, np.float32) / 127.5 - 1.0
 
 
 # ---- model ------------------------------------------------------------------------------------
@@ -206,7 +125,7 @@ class SpadeModel:
         labels = np.asarray(label_maps)
         if labels.ndim == 2:
             labels = labels[None]
-        labels = check_label_ids(labels, self.config, "label_maps", allow_mapped=True)
+        labels = label_rule.check_ids(labels, self.config, "label_maps").astype(np.int32)
         if labels.shape[1:] != self.config.image_size:
             raise SpadeError(f"label maps must be {self.config.image_size} (H, W) for this model, got "
                              f"{labels.shape[1:]}; read_label_map resizes files")
@@ -223,6 +142,12 @@ class SpadeModel:
         """Like `synthesize` but returns the generator's float32 [B, H, W, 3] in [-1, 1]."""
         semantics = self.semantics(label_maps, instance_maps)
         z = self.latent(int(semantics.shape[0]), z=z, seed=seed, style_image=style_image)
+        import keras
+
+        if keras.backend.backend() != "tensorflow":  # JAX: jax.jit, PyTorch: eager (spade_tf.models)
+            if self._call is None:
+                self._call = self.generator.inference_function(jit_compile=self.jit_compile)
+            return np.asarray(keras.ops.convert_to_numpy(self._call(np.asarray(semantics), z)), np.float32)
         if self._call is None:
             generator = self.generator
             self._call = tf.function(lambda s, z: generator(s, z=z, training=False), reduce_retracing=True,

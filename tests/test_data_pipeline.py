@@ -218,7 +218,8 @@ def test_bad_pair_fails_in_the_pipeline_naming_the_file(tmp_path, case):
         drain(build_dataset(facades_cfg(), tmp_path, batch_size=1))
     assert str(bad) in str(err.value)
     expected = {"corrupt": "cannot read", "truncated": "cannot read", "size": "must match",
-                "label_value": "13 out of range", "dontcare_off": "255 out of range",
+                "label_value": "label ids [13] are not ids of this model",
+                "dontcare_off": "label ids [255] are not ids of this model",
                 "colour_label": "colour"}[case]
     assert expected in str(err.value)
 

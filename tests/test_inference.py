@@ -64,11 +64,19 @@ def test_read_label_map_validates_and_maps_dont_care(tmp_path):
         read_label_map(_save_png(tmp_path / "dc.png", bad), cfg)
     dc = read_label_map(tmp_path / "dc.png", _config("contain_dontcare_label=true"))
     assert dc[0, 0] == 8 and dc.dtype == np.int32  # 255 → label_nc
-    bad[0, 0] = 8  # = label_nc: not an id of the model even with don't care
-    with pytest.raises(SpadeError, match=r"\[8\]"):
-        read_label_map(_save_png(tmp_path / "eight.png", bad), _config("contain_dontcare_label=true"))
-    with pytest.raises(SpadeError, match="rgb.png.*mode 'RGB'"):
-        read_label_map(_save_png(tmp_path / "rgb.png", np.zeros((32, 32, 3), np.uint8)), cfg)
+    bad[0, 0] = 8  # = label_nc: the don't-care channel's own id, valid with don't care only
+    eight = read_label_map(_save_png(tmp_path / "eight.png", bad), _config("contain_dontcare_label=true"))
+    assert eight[0, 0] == 8
+    with pytest.raises(SpadeError, match=r"eight\.png: label ids \[8\] are not ids of this model"):
+        read_label_map(tmp_path / "eight.png", cfg)
+    # the same reader as training: a grey map saved as RGB holds ids, a colour-coded map does not
+    np.testing.assert_array_equal(
+        read_label_map(_save_png(tmp_path / "grey.png", np.repeat(ids[..., None], 3, -1).astype(np.uint8)),
+                       cfg), ids)
+    with pytest.raises(SpadeError, match=r"rgb\.png.*colour \(RGB\)"):
+        colour = np.zeros((32, 32, 3), np.uint8)
+        colour[..., 0] = 1
+        read_label_map(_save_png(tmp_path / "rgb.png", colour), cfg)
     with pytest.raises(SpadeError, match="not found"):
         read_label_map(tmp_path / "missing.png", cfg)
 
@@ -178,7 +186,7 @@ def test_load_generator_folder_and_file_match_keras(seg_model):
     assert np.abs(no_edges - want).max() > 1e-5  # deterministic: any difference comes from the edges
     # not saturated, so the checks above mean something
     assert 0.2 < want.std() and (np.abs(want) > 0.99).mean() < 0.25
-    with pytest.raises(SpadeError, match=r"class ids \[9\]"):
+    with pytest.raises(SpadeError, match=r"label ids \[9\] are not ids of this model"):
         model.synthesize(np.full((1, 32, 32), 9))
 
 

@@ -20,10 +20,12 @@ EXAMPLES = """examples:
   # COCO-Stuff / Cityscapes (instance edges): instance maps with the same relative names
   spade synthesize --model converted/coco --labels val_label/ --instances val_inst/ --out results/
 
-Label maps hold class ids in [0, label_nc) (255 = don't care, for models trained with it), one
-channel (PNG mode L, P or I). Maps of another size are resized to the model size, nearest
-neighbour. Models with instance edges use edges of --instances when given, else no edges
-(all zero). Output: OUT/<relative name>.png, or OUT/<name>_<k>.png with --num-samples > 1.
+Label maps hold class ids 0 .. num_label_channels-1 (label_nc, + 1 with a don't-care label; e.g.
+0..150 for ADE20K) and 255 (= don't care, for models trained with it), one channel (PNG mode L,
+P or I); any other id stops with the file named (or is skipped with --skip-bad). Maps of another
+size are resized to the model size, nearest neighbour. Models with instance edges use edges of
+--instances when given, else no edges (all zero). Output: OUT/<relative name>.png, or
+OUT/<name>_<k>.png with --num-samples > 1.
 """
 
 

@@ -1,18 +1,22 @@
-"""Read one pair from disk and check it: the only place files are opened.
+"""Read image, label and instance files and check them: the only place these files are opened.
 
-Every problem raises `BadPair` (a `SpadeError`) whose message starts with the file at fault, so
-the same checks serve `spade data validate` and the training pipeline (where they run inside
-`tf.numpy_function`, at the latest when the element is read).
+Training pairs (`read_pair`) and the maps `spade synthesize`, the exports and the demo read
+(`read_label_map`, `read_instance_map`, `read_style_image`) go through the same readers, and label
+ids through the one rule of `labels.py`. Every problem raises `BadPair` (a `SpadeError`) whose
+message starts with the file at fault, so the same checks serve `spade data validate`, `spade
+synthesize` and the training pipeline (where they run inside `tf.numpy_function`, at the latest
+when the element is read).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image
 
+from spade_tf.data import labels
 from spade_tf.errors import SpadeError
-
-DONT_CARE_VALUE = 255  # what the datasets store for "unlabeled"
 
 
 class BadPair(SpadeError):
@@ -64,30 +68,13 @@ def _ids(img: Image.Image, path: str, what: str) -> np.ndarray:
 
 
 def check_label_values(ids: np.ndarray, config, path: str) -> np.ndarray:
-    """Map don't care (255) to `label_nc` and reject ids the model has no channel for.
-
-    Valid: 0 .. num_label_channels-1, plus 255 when `contain_dontcare_label`. Returns [H, W] ids
-    in the input's integer dtype (uint8 for 8-bit files: label_nc <= 254 then).
-    """
-    n = config.num_label_channels
-    bad = ids >= n
-    if config.contain_dontcare_label:
-        bad &= ids != DONT_CARE_VALUE
-    bad |= ids < 0
-    if bad.any():
-        values = np.unique(ids[bad])
-        shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
-        allowed = f"0..{n - 1}" + (f" or {DONT_CARE_VALUE} (don't care)" if config.contain_dontcare_label
-                                   else "")
-        raise BadPair("label_value", path, f"label value(s) {shown} out of range ({int(bad.sum())} "
-                      f"pixels); label_nc={config.label_nc} allows {allowed}. Fix the label or the "
-                      f"label_nc / contain_dontcare_label settings")
-    if config.contain_dontcare_label:
-        dont_care = ids == DONT_CARE_VALUE
-        if dont_care.any():
-            ids = ids.copy()
-            ids[dont_care] = config.label_nc
-    return ids
+    """Refuse ids the model has no channel for (`labels.py`'s rule), map don't care (255) to
+    `label_nc`. Returns [H, W] ids in the input's integer dtype (uint8 for 8-bit files when
+    label_nc fits)."""
+    found = labels.invalid_ids(ids, config)
+    if found is not None:
+        raise BadPair("label_value", path, labels.reason(*found, config))
+    return labels.to_channels(ids, config)
 
 
 def read_label_ids(path: str) -> np.ndarray:
@@ -121,3 +108,41 @@ def read_pair(image_path: str, label_path: str, instance_path: str, config):
                           f"{instance.shape[0]} but label {label_path} is {label.shape[1]}x"
                           f"{label.shape[0]} (WxH)")
     return photo, label, instance
+
+
+# ---- single maps for inference (synthesize, export calibration, demo examples) --------------------
+def resize_ids(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest resize of an id array to (H, W) (PIL NEAREST: pixel-centre sampling, as official)."""
+    if ids.shape == tuple(size):
+        return ids
+    image = Image.fromarray(np.asarray(ids).astype(np.int32), mode="I")
+    return np.asarray(image.resize((size[1], size[0]), Image.NEAREST))
+
+
+def read_label_map(path, config, on_resize: Callable[[str, tuple, tuple], None] | None = None) -> np.ndarray:
+    """Class-id image → int32 [H, W] at the model size (nearest resize), 255 → label_nc.
+
+    Raises BadPair naming the file for unreadable files, colour images and ids the model does
+    not take. `on_resize(path, old_hw, new_hw)` is called when the map had another size.
+    """
+    path = str(path)
+    ids = check_label_values(read_label_ids(path), config, path)
+    size = tuple(config.image_size)
+    if ids.shape != size and on_resize is not None:
+        on_resize(path, ids.shape, size)
+    return resize_ids(ids, size).astype(np.int32)
+
+
+def read_instance_map(path, config) -> np.ndarray:
+    """Instance-id image → int32 [H, W] at the model size (nearest)."""
+    return resize_ids(read_instance(str(path)), tuple(config.image_size)).astype(np.int32)
+
+
+def read_style_image(path, config) -> np.ndarray:
+    """RGB image → float32 [H, W, 3] in [-1, 1] at the model size (bicubic resize)."""
+    image = _open(str(path))
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    h, w = config.image_size
+    if image.size != (w, h):
+        image = image.resize((w, h), Image.BICUBIC)
+    return np.asarray(image, np.float32) / 127.5 - 1.0

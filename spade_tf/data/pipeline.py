@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spade_tf.data import decode, layouts, synthetic
+from spade_tf.data import decode, labels, layouts, synthetic
 from spade_tf.errors import SpadeError
 
 logger = logging.getLogger("spade_tf.data")
@@ -461,35 +461,32 @@ def _tfds_examples(config, data_dir, split, shuffle, seed, skip_bad):
                          f"has no instance maps; set no_instance=true or build the 'custom_instances' config")
     ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=tfds.ReadConfig(
         shuffle_seed=seed))
-    n = config.num_label_channels
 
     def check(example):
         raw = tf.cast(example["label"][..., 0], tf.int32)
-        valid = raw < n
-        if config.contain_dontcare_label:
-            valid |= tf.equal(raw, decode.DONT_CARE_VALUE)
-        valid &= raw >= 0
+        valid = tf.reduce_all(labels.valid_tf(raw, config))
         same_size = tf.reduce_all(tf.equal(tf.shape(raw), tf.shape(example["image"])[:2]))
-        return tf.reduce_all(valid) & same_size, raw
+        return valid, same_size, raw
 
     def convert(example):
-        ok, raw = check(example)
-        if not skip_bad:
-            with tf.control_dependencies([tf.debugging.Assert(ok, [
-                    f"{_MARK}{data_dir}: bad pair", example["file_name"], "- label value out of range "
-                    f"(label_nc={config.label_nc}, don't care={config.contain_dontcare_label}) "
-                    "or label/photo size mismatch; max label value:", tf.reduce_max(raw)], summarize=1)]):
+        valid, same_size, raw = check(example)
+        if not skip_bad:  # the label-id rule's message, naming the example's file
+            source = tf.strings.join([str(data_dir), "/", example["file_name"]])
+            with tf.control_dependencies([
+                    labels.assert_ids_tf(raw, config, source, prefix=_MARK),
+                    tf.debugging.Assert(same_size, [
+                        f"{_MARK}{data_dir}: bad pair", example["file_name"], "- label/photo size mismatch"],
+                        summarize=1)]):
                 raw = tf.identity(raw)
-        if config.contain_dontcare_label:
-            raw = tf.where(tf.equal(raw, decode.DONT_CARE_VALUE), config.label_nc, raw)
-        out = {"image": example["image"], "label": raw}
+        out = {"image": example["image"], "label": labels.to_channels_tf(raw, config)}
         if config.use_instance_edges:
             out["instance"] = tf.cast(example["instance"][..., 0], tf.int32)
         return out
 
     if skip_bad:
         def keep(example):
-            ok, _ = check(example)
+            valid, same_size, _ = check(example)
+            ok = valid & same_size
             tf.cond(ok, lambda: tf.constant(True), lambda: _tf_warn(example["file_name"]))
             return ok
 

@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from spade_tf.config import SPADEConfig
+from spade_tf.data.labels import DONT_CARE
 from spade_tf.errors import SpadeError
 from spade_tf.inference import (
-    DONT_CARE,
     SpadeModel,
     instance_edges,
     label_files,
@@ -133,10 +133,8 @@ def keras_engine(model: SpadeModel):
 
 
 def _export_feeds(cfg: SPADEConfig, ids: np.ndarray, z) -> dict[str, np.ndarray]:
-    """Inputs of the exported signatures: label values (don't care → 255), z, instance map = labels."""
+    """Inputs of the exported signatures: the channel ids (valid ids there too), z, instance map = labels."""
     values = ids[None].astype(np.int32)
-    if cfg.contain_dontcare_label:
-        values = np.where(values == cfg.label_nc, DONT_CARE, values).astype(np.int32)
     feeds = {"label_map": values}
     if cfg.use_vae:
         feeds["z"] = np.asarray(z, np.float32)
@@ -186,7 +184,7 @@ def tflite_engine(model: SpadeModel, path=None, num_threads: int | None = None):
     def engine(ids, z):
         if getattr(local, "interp", None) is None:
             local.interp = interpreter(path, num_threads=num_threads)
-        return np.asarray(run_tflite(local.interp, _export_feeds(cfg, ids, z))["image"])[0]
+        return np.asarray(run_tflite(local.interp, _export_feeds(cfg, ids, z), config=cfg)["image"])[0]
 
     return engine
 

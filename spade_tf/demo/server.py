@@ -145,17 +145,15 @@ def decode_label(data: bytes, demo, max_side: int) -> tuple[np.ndarray, str | No
         raise DemoError(422, "not_ids", f"label: a label map is a single-channel PNG whose pixel values are "
                         f"class ids (mode L, P or I); got mode '{image.mode}'. Colour-coded maps are not "
                         "accepted: convert colours to ids first.")
+    from spade_tf.data import labels
+
     ids = np.asarray(image).astype(np.int64)
     cfg = demo.config
-    unknown = np.unique(ids[~np.isin(ids, [c.value for c in demo.classes])])
-    if unknown.size:
-        valid = f"0..{cfg.label_nc - 1}" + (" and 255 (don't care)" if cfg.contain_dontcare_label else "")
-        more = "..." if unknown.size > 20 else ""
-        raise DemoError(422, "unknown_class_ids", f"label: class ids {unknown[:20].tolist()}{more} are not "
-                        f"classes of this model (valid: {valid})",
-                        unknown_ids=unknown[:100].tolist())
-    if cfg.contain_dontcare_label:
-        ids = np.where(ids == 255, cfg.label_nc, ids)
+    found = labels.invalid_ids(ids, cfg)  # the rule every path uses, and its message
+    if found is not None:
+        raise DemoError(422, "unknown_class_ids", labels.message("label", *found, cfg),
+                        unknown_ids=found[0][:100].tolist())
+    ids = labels.to_channels(ids, cfg)
     h, w = cfg.image_size
     note = None
     if ids.shape != (h, w):

@@ -3,7 +3,8 @@
 Source graph: the same `SpadeServingModule(mobile=True)` function as the TFLite export (plain
 variables, frozen by tf2onnx). Inputs `label_map` int32 [B, H, W] (+ `z` float32 [B, z_dim] for
 VAE models, `instance_map` int32 [B, H, W] with instance edges); outputs `image` uint8
-[B, H, W, 3], `image_float` float32 [-1, 1], `label_ok` bool [B] (ONNX has no asserts).
+[B, H, W, 3], `image_float` float32 [-1, 1], `label_ok` bool [B] (ONNX has no asserts; False
+for a row with ids the model does not take, which `run_onnx(..., config=)` refuses).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spade_tf.data import labels
 from spade_tf.errors import SpadeError
 from spade_tf.export.saved_model import SpadeServingModule
 from spade_tf.inference import SpadeModel
@@ -49,9 +51,14 @@ def session(path_or_proto, num_threads: int | None = None):
                                 providers=["CPUExecutionProvider"])
 
 
-def run_onnx(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_onnx(sess, feeds: dict[str, np.ndarray], config=None) -> dict[str, np.ndarray]:
+    """Run the session; with the model's `config`, rows flagged by `label_ok` raise the label-id
+    rule's SpadeError (`spade_tf.data.labels`), as every other path does."""
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds), strict=True))
+    out = dict(zip(names, sess.run(names, feeds), strict=True))
+    if config is not None:
+        labels.check_label_ok(out["label_ok"], feeds["label_map"], config)
+    return out
 
 
 def export_onnx(model: SpadeModel, out_path, opset: int = DEFAULT_OPSET) -> Path:

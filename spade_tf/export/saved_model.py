@@ -18,7 +18,9 @@ Inputs are declared with unknown rank so wrong ranks reach the graph's checks.
 `mobile=True` (TFLite / ONNX source): one signature `serving_default` with fixed [None, H, W]
 inputs (`label_map`, `z` for VAE, `instance_map` with instance edges), no asserts (neither
 runtime has them), outputs `image` uint8, `image_float` float32 and `label_ok` bool [B] (False
-where a label map holds an unknown id: such a row's image is meaningless).
+where a label map holds an id the model does not take: such a row's image is meaningless).
+Valid ids follow `spade_tf.data.labels` everywhere (0 .. num_label_channels-1, + 255 with a
+don't-care label); the SavedModel's assert gives that module's message.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from spade_tf.data import labels
 from spade_tf.errors import SpadeError
-from spade_tf.inference import DONT_CARE, SpadeModel, instance_edges, to_uint8, z_from_seed
+from spade_tf.inference import SpadeModel, instance_edges, to_uint8, z_from_seed
 
 
 class _Untracked:
@@ -90,14 +93,9 @@ class SpadeServingModule(tf.Module):
         return specs
 
     def _ids(self, label_map):
-        """Validated ids (don't care → label_nc) and the per-row `label_ok` flags."""
+        """Validated ids (don't care → label_nc) and the per-row `label_ok` flags (`labels.py`'s rule)."""
         cfg = self.config
         h, w = cfg.image_size
-
-        def valid(ids):
-            ok = (ids >= 0) & (ids < cfg.label_nc)
-            return ok | tf.equal(ids, DONT_CARE) if cfg.contain_dontcare_label else ok
-
         if not self._mobile:
             rank = _assert(tf.equal(tf.rank(label_map), 3),
                            f"label_map must be int32 [batch, {h}, {w}] (class ids); got shape",
@@ -107,19 +105,13 @@ class SpadeServingModule(tf.Module):
                                f"label_map must be [batch, {h}, {w}] for this model (resize label maps "
                                "with nearest-neighbour); got shape", tf.shape(label_map))
             with tf.control_dependencies([size]):
-                allowed = f"[0, {cfg.label_nc})" + (f" or {DONT_CARE} (the dontcare label)"
-                                                     if cfg.contain_dontcare_label else "")
-                flat = tf.reshape(label_map, [-1])
-                bad = tf.unique(tf.boolean_mask(flat, tf.logical_not(valid(flat))))[0]
-                ids = _assert(tf.equal(tf.size(bad), 0), f"label_map: class ids must be in {allowed}; found",
-                              bad)
+                ids = labels.assert_ids_tf(label_map, cfg, "label_map")
             with tf.control_dependencies([ids]):
                 # a reshape, not tf.ensure_shape: EnsureShape can fail before the asserts run
                 label_map = tf.reshape(label_map, [-1, h, w])
-        label_ok = tf.equal(tf.reduce_min(tf.cast(valid(label_map), tf.int32), axis=[1, 2]), 1)
-        if cfg.contain_dontcare_label:
-            label_map = tf.where(tf.equal(label_map, DONT_CARE), cfg.label_nc, label_map)
-        return label_map, label_ok
+        valid = tf.cast(labels.valid_tf(label_map, cfg), tf.int32)
+        label_ok = tf.equal(tf.reduce_min(valid, axis=[1, 2]), 1)
+        return labels.to_channels_tf(label_map, cfg), label_ok
 
     def _batch_check(self, tensor, name, batch, tail, what):
         """Assert rank len(tail)+1, the label_map's batch size and fixed trailing dims."""

@@ -8,7 +8,8 @@ rejected if its output is not finite.
 Model: signature `serving_default`, inputs `label_map` int32 [B, H, W] (+ `z` float32 [B, z_dim]
 for VAE models, `instance_map` int32 [B, H, W] with instance edges), outputs `image` uint8
 [B, H, W, 3], `image_float` float32 [-1, 1] and `label_ok` bool [B] (TFLite has no asserts: a
-False row had unknown class ids). The batch dimension is dynamic (default 1; resize the input).
+False row holds ids the model does not take; `run_tflite(..., config=)` refuses it with the
+label-id rule's message). The batch dimension is dynamic (default 1; resize the input).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from spade_tf.data import labels
 from spade_tf.errors import SpadeError
 from spade_tf.export.saved_model import SpadeServingModule, save_module
 from spade_tf.inference import SpadeModel, z_from_seed
@@ -75,10 +77,17 @@ def interpreter(path_or_bytes, num_threads: int | None = None):
     return Interpreter(model_path=str(path_or_bytes), num_threads=num_threads)
 
 
-def run_tflite(interp, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run the `serving_default` signature with any batch size."""
+def run_tflite(interp, feeds: dict[str, np.ndarray], config=None) -> dict[str, np.ndarray]:
+    """Run the `serving_default` signature with any batch size.
+
+    With the model's `config`, a row the graph flags (`label_ok` False: an id the model does not
+    take) raises the SpadeError every other path gives (`spade_tf.data.labels`).
+    """
     runner = interp.get_signature_runner("serving_default")
-    return runner(**feeds)
+    out = runner(**feeds)
+    if config is not None:
+        labels.check_label_ok(out["label_ok"], feeds["label_map"], config)
+    return out
 
 
 def export_tflite(model: SpadeModel, out_path, quantize: str = "none", representative=None) -> Path:
