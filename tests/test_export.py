@@ -87,6 +87,7 @@ def seg_cli_export(seg, tmp_path_factory):
 def test_saved_model_parity_validation_and_cli_show(seg, seg_cli_export):
     folder, out, _, status, printed = seg_cli_export
     assert status == 0 and "coco/3" in printed and "check vs Keras" in printed
+    assert "passed: max abs error <= 0.0001 (float32)" in printed
     path = out / "coco" / "3"
     assert (path / "saved_model.pb").exists() and (path / "assets.extra" / "config.json").exists()
     loaded = tf.saved_model.load(str(path))
@@ -113,9 +114,9 @@ def test_saved_model_parity_validation_and_cli_show(seg, seg_cli_export):
     serve = loaded.signatures["serving_default"]
     labels, inst = feed["label_map"], feed["instance_map"]
     bad = labels.copy()
-    bad[1, 2, 3], bad[2, 0, 0] = 8, -1  # label_nc itself is not an id; 255 is the don't-care id
-    _invalid(serve, r"class ids must be in \[0, 8\) or 255 \(the dontcare label\); found\] \[(8 -1|-1 8)\]",
-             label_map=bad, instance_map=inst)
+    bad[1, 2, 3], bad[2, 0, 0] = 9, -1  # 8 (label_nc) is the don't-care channel's id, 9 is past it
+    _invalid(serve, r"label_map: label ids \[-1 9\] are not ids of this model \(2 pixel\(s\)\); it takes "
+             r"0\.\.8 and 255 \(dontcare, read as 8\)", label_map=bad, instance_map=inst)
     _invalid(serve, r"label_map must be int32 \[batch, 32, 32\].*got shape\] \[32 32\]",
              label_map=labels[0], instance_map=inst)
     _invalid(serve, r"label_map must be \[batch, 32, 32\] for this model.*\[3 16 32\]",
@@ -214,6 +215,8 @@ def test_onnx_parity(seg, tmp_path):
 
     result = export_model(seg, "onnx", tmp_path, name="coco", opset=17)
     assert result["path"] == str(tmp_path / "coco.onnx") and result["check"]["max_abs"] <= 1e-4
+    assert result["check"]["passed"] and result["check"]["limit"] == 1e-4
+
     sess = onnx.session(tmp_path / "coco.onnx")
     assert [i.name for i in sess.get_inputs()] == ["label_map", "instance_map"]
     feed = _feed(seg)
@@ -225,6 +228,44 @@ def test_onnx_parity(seg, tmp_path):
     want = reference_output(seg, {**rows, "label_map": _mapped(rows["label_map"])})
     assert error_stats(out["image_float"][1:], want)["max_abs"] <= 1e-4
     assert out["image"].dtype == np.uint8 and out["image"].shape == (3, 32, 32, 3)
+
+
+def test_tolerances_name_the_figure_and_the_limit():
+    from spade_tf.export import TOLERANCES, ExportCheckError, enforce_tolerance, precision
+
+    assert [precision("saved_model"), precision("onnx"), precision("tflite", "none")] == ["float32"] * 3
+    assert TOLERANCES["float32"][:2] == ("max_abs", 1e-4) and TOLERANCES["float16"][:2] == ("max_abs", 1e-2)
+    assert TOLERANCES["dynamic"][:2] == TOLERANCES["int8"][:2] == ("psnr_db", 25.0)
+    stats = {"max_abs": 2e-4, "mean_abs": 1e-5, "psnr_db": 24.5, "maps": 4}
+    with pytest.raises(ExportCheckError, match=r"m\.tflite: export check failed: max abs error 0\.0002 .* "
+                       r"above the limit 0\.0001 for float32"):
+        enforce_tolerance(stats, "float32", "m.tflite")
+    assert enforce_tolerance(stats, "float16", "m.tflite")["passed"]
+    with pytest.raises(ExportCheckError, match=r"PSNR \(dB\) 24\.5 .* below the limit 25 for int8"):
+        enforce_tolerance(stats, "int8", "m.tflite")
+    assert enforce_tolerance({**stats, "psnr_db": 25.0}, "dynamic", "m.tflite")["passed"]
+    assert enforce_tolerance(stats, "int8", "m.tflite", tolerance=20)["limit"] == 20
+
+
+def test_export_cli_fails_outside_the_tolerance_and_no_check_skips(seg_cli_export, monkeypatch, capsys):
+    """A check outside the limit exits non-zero naming figure and limit, and writes nothing; with
+    --no-check the same export is written, with a warning. The limit is made impossible through
+    the public TOLERANCES table (a real float32 export differs from Keras by ~1e-6)."""
+    import spade_tf.export as export
+
+    folder, out, *_ = seg_cli_export
+    monkeypatch.setitem(export.TOLERANCES, "float32", ("max_abs", 1e-12, "max"))
+    argv = ["export", "--model", str(folder), "--format", "saved_model", "--out", str(out),
+            "--name", "strict"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "export check failed: max abs error" in err and "above the limit 1e-12 for float32" in err
+    assert not (out / "strict" / "1").exists()
+    assert main(argv + ["--no-check"]) == 0
+    printed = capsys.readouterr()
+    assert "warning: --no-check" in printed.err and "check vs Keras" not in printed.out
+    assert (out / "strict" / "1" / "saved_model.pb").exists()
 
 
 def test_export_cli(seg_cli_export, capsys):

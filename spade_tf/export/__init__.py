@@ -6,15 +6,63 @@
 - `benchmark.py`: `benchmark_export` latency / size table
 
 `export_model` is what `spade export` calls. Heavy imports happen inside the functions.
+
+Every export is checked before it is kept: its float image on 4 label maps is compared with the
+Keras generator's, and an export outside its format's tolerance (`TOLERANCES`) raises
+`ExportCheckError` naming the figure and the limit, and is not written (SavedModel: removed).
+`check=False` (`spade export --no-check`) skips the comparison.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 
+from spade_tf.errors import SpadeError
+
 FORMATS = ("saved_model", "tflite", "onnx")
+
+# precision → (figure of `error_stats`, limit, "max" or "min"): what an export must reach vs Keras
+TOLERANCES = {
+    "float32": ("max_abs", 1e-4, "max"),
+    "float16": ("max_abs", 1e-2, "max"),
+    "dynamic": ("psnr_db", 25.0, "min"),
+    "int8": ("psnr_db", 25.0, "min"),
+}
+FIGURE_NAMES = {"max_abs": "max abs error", "psnr_db": "PSNR (dB)"}
+
+
+class ExportCheckError(SpadeError):
+    """An export whose output differs from the Keras generator's by more than its tolerance."""
+
+
+def precision(fmt: str, quantize: str = "none") -> str:
+    """The key of TOLERANCES for an export: SavedModel and ONNX are float32; TFLite its quantization."""
+    if fmt != "tflite" or quantize == "none":
+        return "float32"
+    return quantize
+
+
+def enforce_tolerance(stats: dict, precision_key: str, what: str, tolerance: float | None = None) -> dict:
+    """Check `error_stats` against TOLERANCES[precision_key] (or `tolerance`, the same figure's limit).
+
+    Returns {"figure", "value", "limit", "passed"}; raises ExportCheckError naming `what`, the
+    figure, its value and the limit when outside.
+    """
+    figure, limit, kind = TOLERANCES[precision_key]
+    limit = float(limit if tolerance is None else tolerance)
+    value = float(stats[figure])
+    passed = value <= limit if kind == "max" else value >= limit
+    if not passed:
+        relation = "above the limit" if kind == "max" else "below the limit"
+        raise ExportCheckError(
+            f"{what}: export check failed: {FIGURE_NAMES[figure]} {value:.4g} vs the Keras generator on "
+            f"{stats['maps']} label maps is {relation} {limit:g} for {precision_key} exports "
+            f"({'at most' if kind == 'max' else 'at least'} {limit:g}); nothing was written. Pass "
+            "--no-check (check=False) to keep such an export anyway")
+    return {"figure": figure, "value": value, "limit": limit, "passed": passed}
 
 
 def error_stats(output: np.ndarray, reference: np.ndarray) -> dict:
@@ -41,13 +89,15 @@ def read_calibration_maps(model, folder, limit: int = 100) -> list[np.ndarray]:
 
 def export_model(model, fmt: str, out_dir, name: str = "spade", version: int = 1, quantize: str = "none",
                  representative_data=None, calibration_maps: int = 100, opset: int = 17,
-                 overwrite: bool = False, check: bool = True) -> dict:
+                 overwrite: bool = False, check: bool = True, tolerance: float | None = None) -> dict:
     """Export MODEL (a SpadeModel or a path for `load_generator`) as `fmt`.
 
-    Returns {"path", "bytes", "check": error_stats vs Keras on 4 sample label maps (or the first
-    4 representative maps)}.
+    check: compare the export with the Keras generator on 4 sample label maps (or the first 4
+    representative maps) and raise ExportCheckError, writing nothing, when it is outside
+    TOLERANCES[precision(fmt, quantize)]; `tolerance` replaces that limit (same figure).
+    Returns {"path", "bytes", "check": error_stats + {"figure", "value", "limit", "passed",
+    "precision"}} ("check" absent with check=False).
     """
-    from spade_tf.errors import SpadeError
     from spade_tf.inference import SpadeModel, load_generator
 
     if fmt not in FORMATS:
@@ -58,7 +108,14 @@ def export_model(model, fmt: str, out_dir, name: str = "spade", version: int = 1
     if representative_data is not None:
         reps = read_calibration_maps(model, representative_data, calibration_maps)
     feed = _check_feed(model, reps)
+    key = precision(fmt, quantize)
     result = {}
+
+    def compare(out, what):
+        stats = error_stats(out, reference_output(model, feed))
+        result["check"] = {**stats, "precision": key, "passed": False}
+        result["check"].update(enforce_tolerance(stats, key, what, tolerance))
+
     if fmt == "saved_model":
         import tensorflow as tf
 
@@ -68,7 +125,11 @@ def export_model(model, fmt: str, out_dir, name: str = "spade", version: int = 1
         if check:
             signature = tf.saved_model.load(str(path)).signatures["image_float"]
             out = signature(**{k: tf.constant(v) for k, v in feed.items()})["image_float"].numpy()
-            result["check"] = error_stats(out, reference_output(model, feed))
+            try:
+                compare(out, str(path))
+            except ExportCheckError:
+                shutil.rmtree(path, ignore_errors=True)
+                raise
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     elif fmt == "tflite":
         from spade_tf.export import tflite
@@ -80,28 +141,32 @@ def export_model(model, fmt: str, out_dir, name: str = "spade", version: int = 1
             if not reps:
                 raise SpadeError("--quantize int8 needs --representative-data DIR of label maps")
             representative = lambda: tflite.representative_inputs(model, reps)  # noqa: E731
-        tflite.export_tflite(model, path, quantize=quantize, representative=representative)
+        flatbuffer = tflite.convert_tflite(model, quantize, representative)
+        tflite.check_finite(model, flatbuffer)
         if check:
-            out = tflite.run_tflite(tflite.interpreter(path), feed)["image_float"]
-            result["check"] = error_stats(out, reference_output(model, feed))
+            compare(tflite.run_tflite(tflite.interpreter(flatbuffer), feed)["image_float"], str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(flatbuffer)
         size = path.stat().st_size
     else:
         from spade_tf.export import onnx
 
         path = out_dir / f"{name}.onnx"
         _refuse_existing(path, overwrite)
-        onnx.export_onnx(model, path, opset=opset)
+        proto = onnx.convert_onnx(model, opset=opset)
+        out = onnx.run_onnx(onnx.session(proto), feed)["image_float"]
+        if not np.all(np.isfinite(out)):
+            raise SpadeError("the converted ONNX model outputs NaN/inf on a sample label map")
         if check:
-            out = onnx.run_onnx(onnx.session(path), feed)["image_float"]
-            result["check"] = error_stats(out, reference_output(model, feed))
+            compare(out, str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(proto.SerializeToString())
         size = path.stat().st_size
     result.update({"path": str(path), "bytes": int(size)})
     return result
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
-    from spade_tf.errors import SpadeError
-
     if path.exists() and not overwrite:
         raise SpadeError(f"{path}: already exists; pass --overwrite or choose another --name")
 
