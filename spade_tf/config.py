@@ -133,6 +133,8 @@ class SPADEConfig:
             raise bad("crop_size", f"crop_size={self.crop_size} with num_upsampling_layers="
                       f"'{self.num_upsampling_layers}' and aspect_ratio={self.aspect_ratio} gives a "
                       f"latent grid of {self.latent_size}; use a larger crop_size")
+        if self.image_size != self.crop_shape:
+            raise bad("crop_size", self._size_mismatch())
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -162,6 +164,38 @@ class SPADEConfig:
         sh, sw = self.latent_size
         scale = 2 ** UPSAMPLING_LAYERS[self.num_upsampling_layers]
         return sh * scale, sw * scale
+
+    @property
+    def crop_shape(self) -> tuple[int, int]:
+        """(round(crop_size / aspect_ratio), crop_size): the (height, width) crop_size and
+        aspect_ratio describe (the data size of preprocess_mode 'fixed'). The config refuses values
+        for which the generator's `image_size` differs."""
+        return round(self.crop_size / self.aspect_ratio), self.crop_size
+
+    def _size_mismatch(self) -> str:
+        """Why image_size != crop_shape, and the nearest crop_size / aspect_ratio values that work."""
+        scale = 2 ** UPSAMPLING_LAYERS[self.num_upsampling_layers]
+        ratio = self.aspect_ratio
+
+        def fits(crop: int) -> bool:
+            sh = round(crop // scale / ratio)
+            return sh >= 1 and round(crop / ratio) == sh * scale
+
+        k = self.crop_size // scale
+        below = next((m * scale for m in range(k, 0, -1) if fits(m * scale)), None)
+        above = next((m * scale for m in range(k + 1, 2 * k + 9) if fits(m * scale)), None)
+        crops = " or ".join(str(c) for c in (below, above) if c is not None) or "none nearby"
+        (h, w), (dh, dw) = self.image_size, self.crop_shape
+        text = (f"crop_size={self.crop_size} with aspect_ratio={ratio} asks for {dw}x{dh} (WxH) images, but "
+                f"the generator (num_upsampling_layers='{self.num_upsampling_layers}': a "
+                f"{self.latent_size[1]}x{self.latent_size[0]} latent grid of {scale}-pixel cells) makes "
+                f"{w}x{h}. crop_size and crop_size / aspect_ratio must both be multiples of {scale}: "
+                f"nearest valid crop_size for aspect_ratio={ratio}: {crops}")
+        if w == self.crop_size:  # only the height is off: name the aspect ratios that fit this width
+            heights = sorted({max(scale, dh // scale * scale), (dh // scale + 1) * scale})
+            ratios = " or ".join(f"{w / hh:.6g} ({w}x{hh})" for hh in heights)
+            text += f"; or keep crop_size={w} with aspect_ratio {ratios}"
+        return text
 
     @property
     def spade_param_free_norm(self) -> str:

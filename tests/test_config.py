@@ -63,3 +63,33 @@ def test_json_roundtrip_and_unknown_keys(tmp_path):
         load_config(path)
     with pytest.raises(SpadeError, match="unknown preset"):
         get_preset("imagenet")
+
+
+@pytest.mark.parametrize("overrides,nearest", [
+    (["crop_size=100"], "nearest valid crop_size for aspect_ratio=1.0: 96 or 128"),
+    (["crop_size=200", "num_upsampling_layers=more"], "multiples of 64: nearest valid crop_size for "
+     "aspect_ratio=1.0: 192 or 256"),
+    (["crop_size=256", "aspect_ratio=1.5"], "192 or 288; or keep crop_size=256 with aspect_ratio 1.6 "
+     "(256x160) or 1.33333 (256x192)"),
+])
+def test_crop_size_the_generator_cannot_make_is_refused(overrides, nearest):
+    """The generator makes image_size (latent grid x 2^layers); data is sized from crop_size and
+    aspect_ratio: a config where they differ (e.g. 100 vs 96) is refused, naming the valid sizes."""
+    with pytest.raises(SpadeError, match=r"^config key 'crop_size': ") as err:
+        get_preset("custom").with_overrides(overrides)
+    assert nearest in str(err.value)
+    if overrides == ["crop_size=100"]:
+        assert "asks for 100x100 (WxH) images, but the generator" in str(err.value)
+        assert "makes 96x96" in str(err.value)
+    # each size it names is accepted, and makes what it asks for
+    for crop in (96, 128, 192, 256, 288):
+        if f" {crop} " in f" {nearest.replace(';', ' ')} ":
+            cfg = get_preset("custom").with_overrides([*overrides[1:], f"crop_size={crop}"])
+            assert cfg.image_size == cfg.crop_shape == (round(crop / cfg.aspect_ratio), crop)
+
+
+def test_presets_make_the_size_they_ask_for():
+    for cfg in PRESETS.values():
+        assert cfg.image_size == cfg.crop_shape, cfg.name
+    wide = get_preset("cityscapes").with_overrides(["aspect_ratio=1.6", "crop_size=512"])
+    assert wide.image_size == (320, 512)
