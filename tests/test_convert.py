@@ -19,6 +19,7 @@ def nhwc(a):
 
 @pytest.mark.parametrize("name", ["tiny_seg", "tiny_vae"])
 def test_converted_generator_reproduces_official_output(official_dir, tmp_path, name):
+    # 1e-5 max abs everywhere in this file (measured up to 5.4e-6): the figure the README quotes
     io = np.load(official_dir / name / "io.npz")
     out = tmp_path / name
     assert main(["convert", str(official_dir / name), "--out", str(out)]) == 0
@@ -28,12 +29,12 @@ def test_converted_generator_reproduces_official_output(official_dir, tmp_path, 
     assert onehot.shape[-1] == g.config.semantic_nc
     z = io["z"] if config["use_vae"] else None
     image = np.asarray(g(onehot, z=z, training=False))
-    assert np.abs(image - nhwc(io["output_nchw"])).max() <= 1e-4
+    assert np.abs(image - nhwc(io["output_nchw"])).max() <= 1e-5
     if config["use_vae"]:
         e = keras.saving.load_model(out / "encoder.keras")
         mu, logvar = e(nhwc(io["real_image_nchw"]), training=False)
-        assert np.abs(np.asarray(mu) - io["mu"]).max() <= 1e-4
-        assert np.abs(np.asarray(logvar) - io["logvar"]).max() <= 1e-4
+        assert np.abs(np.asarray(mu) - io["mu"]).max() <= 1e-5
+        assert np.abs(np.asarray(logvar) - io["logvar"]).max() <= 1e-5
     else:
         assert not (out / "encoder.keras").exists()
 
@@ -49,7 +50,7 @@ def test_converted_discriminator_reproduces_official_features(official_dir, name
     for i, scale in enumerate(outputs):
         for j, feature in enumerate(scale):
             ref = np.concatenate([nhwc(io[f"d_fake_scale{i}_feat{j}"]), nhwc(io[f"d_real_scale{i}_feat{j}"])])
-            assert np.abs(np.asarray(feature) - ref).max() <= 1e-4, (i, j)
+            assert np.abs(np.asarray(feature) - ref).max() <= 1e-5, (i, j)
 
 
 def test_intermediate_activations_match(official_dir):
@@ -59,7 +60,7 @@ def test_intermediate_activations_match(official_dir):
     _, inter = g(nhwc(io["input_semantics_nchw"]), return_intermediates=True)
     for block in ["head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3", "conv_img"]:
         ref = nhwc(io[f"g_{block}_out"])
-        assert np.abs(np.asarray(inter[block]) - ref).max() <= 1e-4, block
+        assert np.abs(np.asarray(inter[block]) - ref).max() <= 1e-5, block
 
 
 def test_mismatched_options_name_the_tensors(official_dir, tmp_path):
