@@ -1,7 +1,5 @@
 """Layer tests: serialization, shapes, spectral norm against numpy, PyTorch norm semantics."""
 
-import re
-
 import keras
 import numpy as np
 import pytest
@@ -176,18 +174,65 @@ def test_resblock_shapes_roundtrip_and_shortcut(fin, fout):
         assert isinstance(block.conv_s, SpectralNormalization)
 
 
-def test_layers_use_keras_ops_only():
-    """Layers and models run on any Keras backend: no TensorFlow inside them."""
+# Modules of layers/ and models/ that may import TensorFlow, each with the reason. Nothing else may.
+TENSORFLOW_MODULES = {
+    "spade_tf.models.gaugan": "the TensorFlow training model (train_step with tf.GradientTape, "
+                              "tf.distribute); its backend-neutral parts are being split out (issue 18.3)",
+}
+
+_IMPORT_CHECK = r"""
+import importlib, json, os, sys
+
+class NoTensorFlow:
+    # raise on any import of tensorflow, whatever name or mechanism asks for it
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tf_keras"):
+            raise ImportError("TENSORFLOW IMPORT: " + name)
+        return None
+
+sys.meta_path.insert(0, NoTensorFlow())
+failures = {}
+for module in json.loads(sys.argv[1]):
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # report every module, not just the first
+        failures[module] = f"{type(e).__name__}: {e}"
+leaked = sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow")
+import keras
+print(json.dumps({"failures": failures, "leaked": leaked, "backend": keras.backend.backend()}))
+"""
+
+
+def test_layers_and_models_import_no_tensorflow():
+    """Every module of layers/ and models/ (except TENSORFLOW_MODULES) imports under
+    KERAS_BACKEND=jax with TensorFlow made unimportable: a meta-path finder raises on any import of
+    `tensorflow` (plain, `from tensorflow import ...`, importlib, or through another module)."""
+    import json
+    import os
+    import subprocess
+    import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "spade_tf"
+    pytest.importorskip("jax", reason="the import check runs under KERAS_BACKEND=jax (pip install jax)")
+    root = Path(__file__).resolve().parents[1]
+    modules = []
     for folder in ("layers", "models"):
-        for path in (root / folder).glob("*.py"):
-            if path.name == "gaugan.py":  # the training model is TensorFlow-specific by design
-                continue
-            text = path.read_text()
-            assert "import tensorflow" not in text, path
-            assert not re.search(r"\btf\.", text), path
+        for path in sorted((root / "spade_tf" / folder).glob("*.py")):
+            name = f"spade_tf.{folder}.{path.stem}".replace(".__init__", "")
+            if name not in TENSORFLOW_MODULES:
+                modules.append(name)
+    for name in TENSORFLOW_MODULES:  # an exception for a module that is gone is stale
+        assert (root / (name.replace(".", "/") + ".py")).exists(), f"{name} no longer exists"
+    modules.append("spade_tf.convert.official")  # the converter runs on every backend too
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_CHECK, json.dumps(modules)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["backend"] == "jax"
+    assert report["failures"] == {}, report["failures"]
+    assert report["leaked"] == []
+    assert len(modules) >= 10
 
 
 def test_ops_backend_smoke():

@@ -9,7 +9,8 @@ from keras import ops
 
 from spade_tf.layers.spectral_norm import SpectralNormalization
 
-# None: decide by backend and device (see `forward_conv_gradients`); True / False force it.
+# None: decide by device (see `forward_conv_gradients`); True / False force it on TensorFlow.
+# Other backends always keep their native convolution gradients.
 FORWARD_CONV_GRADIENTS: bool | None = None
 
 
@@ -24,8 +25,12 @@ def forward_conv_gradients() -> bool:
     On TensorFlow's CPU kernels `Conv2DBackpropInput` / `Conv2DBackpropFilter` are 2-3x slower
     than a forward convolution of the same size; the same gradients written as forward
     convolutions make a SPADE training step about 30% faster there (docs/benchmarks.md).
-    cuDNN and XLA gradients are fast already, so other backends and GPUs keep them.
+    cuDNN and XLA gradients are fast already, so GPUs keep them, and so do the other backends
+    (JAX's and PyTorch's CPU convolution gradients have no such penalty, and a custom gradient
+    there would only stand in the way of their compilers): the switch applies on TensorFlow only.
     """
+    if keras.backend.backend() != "tensorflow":
+        return False
     if FORWARD_CONV_GRADIENTS is not None:
         return FORWARD_CONV_GRADIENTS
     return _tensorflow_cpu_only()

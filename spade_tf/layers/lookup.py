@@ -9,6 +9,7 @@ first conv at full resolution, behind a run-time check that the channels really 
 
 from __future__ import annotations
 
+import keras
 from keras import ops
 
 
@@ -17,6 +18,21 @@ def is_exactly_onehot(onehot):
     return ops.logical_and(
         ops.all(ops.equal(ops.sum(onehot, axis=-1), 1)),
         ops.all(ops.logical_or(ops.equal(onehot, 0), ops.equal(onehot, 1))))
+
+
+def cond(pred, true_fn, false_fn):
+    """`ops.cond(pred, true_fn, false_fn)`, except for a concrete JAX predicate (eager JAX), which
+    takes the Python branch: JAX's eager `lax.cond` traces and compiles both branches on every
+    call. Under `jax.jit` (a tracer) it is `lax.cond`; on TensorFlow and PyTorch, `ops.cond`."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        try:
+            flag = bool(pred)
+        except jax.errors.ConcretizationTypeError:  # a tracer: compiled control flow
+            return ops.cond(pred, true_fn, false_fn)
+        return true_fn() if flag else false_fn()
+    return ops.cond(pred, true_fn, false_fn)
 
 
 def onehot_ids(onehot):

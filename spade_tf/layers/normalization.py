@@ -19,6 +19,9 @@ class BatchNorm(keras.layers.Layer):
     variance's unbiased factor n / (n - 1) then needs the GLOBAL element count: the training
     code sets `num_replicas` (runtime only, not saved) to the strategy's replica count; local
     batches are equal-sized under a strategy, so n = local count x num_replicas.
+    On JAX and PyTorch `synchronized` changes nothing: there a step sees the whole global batch
+    as one array (a `keras.distribution.DataParallel` batch is sharded by XLA, which computes the
+    mean over all of it), so the plain statistics are already the synchronized ones.
 
     Input: [B, H, W, C]. Output: same shape. State: moving_mean, moving_variance [C].
     """
@@ -42,9 +45,10 @@ class BatchNorm(keras.layers.Layer):
     def call(self, x, training=False):
         x32 = ops.cast(x, "float32")  # statistics in float32 under mixed precision
         if training:
-            mean, var = ops.moments(x32, axes=(0, 1, 2), synchronized=self.synchronized)
+            sync = self.synchronized and keras.backend.backend() == "tensorflow"
+            mean, var = ops.moments(x32, axes=(0, 1, 2), synchronized=sync)
             n = ops.cast(ops.prod(ops.shape(x32)[:3]), "float32")
-            if self.synchronized:
+            if sync:
                 n = n * self.num_replicas
             unbiased = var * n / ops.maximum(n - 1.0, 1.0)
             m = self.momentum

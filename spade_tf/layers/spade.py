@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from spade_tf.layers.conv import conv2d
-from spade_tf.layers.lookup import conv_via_lookups, is_exactly_onehot
+from spade_tf.layers.lookup import cond, conv_via_lookups, is_exactly_onehot
 from spade_tf.layers.normalization import param_free_norm
 
 
@@ -100,7 +100,7 @@ class SPADE(keras.layers.Layer):
             return self.mlp_shared(segmap)
         if self.assume_onehot:  # the caller built the one-hot itself (export graphs): no check
             return self._shared_lookup(segmap, n)
-        return ops.cond(is_exactly_onehot(segmap[..., :n]), lambda: self._shared_lookup(segmap, n),
+        return cond(is_exactly_onehot(segmap[..., :n]), lambda: self._shared_lookup(segmap, n),
                         lambda: self.mlp_shared(segmap))
 
     def _shared_lookup(self, segmap, n):

@@ -7,7 +7,7 @@ from keras import ops
 
 from spade_tf.config import SPADEConfig
 from spade_tf.layers.conv import conv2d
-from spade_tf.layers.lookup import conv_via_lookups, is_exactly_onehot
+from spade_tf.layers.lookup import cond, conv_via_lookups, is_exactly_onehot
 from spade_tf.layers.normalization import param_free_norm
 
 
@@ -72,7 +72,7 @@ class NLayerDiscriminator(keras.layers.Layer):
         conv, n = self.convs[0], self.onehot_channels
         if n is None or n > x.shape[-1]:
             return conv(self.pad(x))
-        return ops.cond(is_exactly_onehot(x[..., :n]), lambda: self._first_lookup(x, n),
+        return cond(is_exactly_onehot(x[..., :n]), lambda: self._first_lookup(x, n),
                         lambda: conv(self.pad(x)))
 
     def _first_lookup(self, x, n):

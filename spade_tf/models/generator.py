@@ -128,11 +128,47 @@ class SPADEGenerator(keras.Model):
         for dst, src in zip(_leaf_layers(plain), _leaf_layers(self), strict=True):
             if isinstance(src, SpectralNormalization):
                 kernel = keras.ops.convert_to_numpy(src.normalized_kernel(training=False))
-                values = [kernel] + ([src.layer.bias.numpy()] if src.layer.use_bias else [])
+                bias = [keras.ops.convert_to_numpy(src.layer.bias)] if src.layer.use_bias else []
+                values = [kernel] + bias
                 dst.set_weights(values)
             else:
                 dst.set_weights(src.get_weights())
         return plain
+
+    def inference_function(self, jit_compile: bool = True):
+        """`f(segmap, z=None) -> image` for inference on the current Keras backend.
+
+        JAX: `jax.jit` over `stateless_call`, the variables passed as arguments (not baked into
+        the compiled program as constants); the one-hot check of every SPADE compiles to a
+        `lax.cond`, so the look-ups run whenever the label channels are one-hot. PyTorch: an eager
+        call under `torch.no_grad()` (`jit_compile` is ignored). TensorFlow: a plain call
+        (`spade_tf.inference` wraps it in `tf.function` with XLA itself). Call it on the
+        `folded()` copy for the fastest program (no spectral norm left to compute).
+        """
+        backend = keras.backend.backend()
+        if backend == "jax":
+            import jax
+
+            def call(trainable, non_trainable, segmap, z):
+                out, _ = self.stateless_call(trainable, non_trainable, segmap, z=z, training=False)
+                return out
+
+            compiled = jax.jit(call) if jit_compile else call
+
+            def run(segmap, z=None):
+                return compiled([v.value for v in self.trainable_variables],
+                                [v.value for v in self.non_trainable_variables], segmap, z)
+
+            return run
+        if backend == "torch":
+            import torch
+
+            def run_torch(segmap, z=None):
+                with torch.no_grad():
+                    return self(segmap, z=z, training=False)
+
+            return run_torch
+        return lambda segmap, z=None: self(segmap, z=z, training=False)
 
     def get_config(self):
         return {"config": self.config.to_dict(), "synchronized_bn": self.synchronized_bn,
