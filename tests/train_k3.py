@@ -90,8 +90,21 @@ class GradientRecorder:
         self.grads = {}
 
     def __call__(self, group, grads, variables):
-        if group not in self.grads:
-            self.grads[group] = {id(v): np.asarray(x) for v, x in zip(variables, grads, strict=True)}
+        ids = [id(v) for v in variables]
+
+        def record(*values):
+            if group not in self.grads:
+                self.grads[group] = {i: np.asarray(x) for i, x in zip(ids, values, strict=True)}
+
+        try:
+            import jax
+
+            if any(isinstance(g, jax.core.Tracer) for g in grads):  # inside a jitted JAX step
+                jax.debug.callback(record, *grads)
+                return
+        except ImportError:
+            pass
+        record(*grads)
 
 
 def gradient_errors(k3, table, recorded):
@@ -163,6 +176,8 @@ def after_errors(k3, table, before):
 def replay(folder, iterations=3, run_eagerly=True):
     """Build from the official checkpoint, run `iterations` official iterations; return a dict with
     the model, the k3 arrays, the converter table, the recorder, the logs and the starting weights."""
+    import keras
+
     from spade_tf.convert.official import load_official
     from spade_tf.models.gaugan import GauGAN
 
@@ -175,7 +190,11 @@ def replay(folder, iterations=3, run_eagerly=True):
     before = {net: {k: np.array(v) for k, (v, _) in names.items()} for net, names in table.items()}
     logs = []
     for data in batches(k3, config, iterations):
-        model.reset_metrics()  # trackers then hold this iteration's values
-        logs.append({k: float(v) for k, v in model.train_step(data).items()})
+        if keras.backend.backend() == "jax":  # the stateless step, through Keras's JAX trainer
+            step_logs = model.train_on_batch(data, return_dict=True)
+        else:
+            model.reset_metrics()  # trackers then hold this iteration's values
+            step_logs = model.train_step(data)
+        logs.append({k: float(v) for k, v in step_logs.items()})
     return {"model": model, "k3": k3, "table": table, "recorder": recorder, "logs": logs,
             "before": before, "config": config}

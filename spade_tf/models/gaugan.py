@@ -87,6 +87,8 @@ class _OptimizerPair:
     def __init__(self, g_optimizer, d_optimizer):
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
 
+    built = True  # both are built by `GauGAN.compile`
+
     @property
     def variables(self):
         return list(self.g_optimizer.variables) + list(self.d_optimizer.variables)
@@ -329,6 +331,8 @@ class GauGAN(keras.Model):
     def _step(self, data):
         """One official iteration on `data`; updates every variable it owns (eager, traced or under
         a JAX stateless scope alike) and returns the logs."""
+        if isinstance(data, (list, tuple)):  # (x, y, sample_weight) from `train_on_batch`
+            data = data[0]
         self._set_replicas_for_sync_bn()
         semantics = self.semantics(data)
         real = ops.cast(data["image"], "float32")
@@ -446,6 +450,10 @@ class GauGAN(keras.Model):
         one) and MEAN-reduces it across workers, which fails for the int label maps under
         MultiWorkerMirroredStrategy.
         """
+        return None
+
+    def _symbolic_build(self, iterator=None, data_batch=None):
+        """No-op for the same reason (the JAX trainer and `train_on_batch` call this one)."""
         return None
 
     def _set_replicas_for_sync_bn(self):
