@@ -20,6 +20,9 @@ EXAMPLES = """examples:
   # COCO-Stuff / Cityscapes (instance edges): instance maps with the same relative names
   spade synthesize --model converted/coco --labels val_label/ --instances val_inst/ --out results/
 
+  # the generator on Keras's JAX backend (jax.jit) instead of TensorFlow (same images)
+  spade synthesize --model converted/ade20k --labels val_label/ --out results/ --backend jax
+
 Label maps hold class ids 0 .. num_label_channels-1 (label_nc, + 1 with a don't-care label; e.g.
 0..150 for ADE20K) and 255 (= don't care, for models trained with it), one channel (PNG mode L,
 P or I); any other id stops with the file named (or is skipped with --skip-bad). Maps of another
@@ -49,6 +52,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="label maps per generator call (default 4)")
     p.add_argument("--skip-bad", action="store_true",
                    help="report unreadable/invalid label maps and go on (default: stop at the first)")
+    p.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
+                   help="Keras backend for the generator (default: $KERAS_BACKEND, else tensorflow); "
+                        "jax compiles it with jax.jit, torch runs it eagerly")
     p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=True,
                    help="XLA-compile the generator (default: yes; faster per image after a compile of "
                         "a few seconds per batch shape; --no-jit-compile for a handful of maps)")
@@ -60,6 +66,8 @@ def run(args) -> int:
 
     if args.batch_size < 1 or args.num_samples < 1:
         raise SpadeError("--batch-size and --num-samples must be >= 1")
+    if args.backend:
+        _select_backend(args.backend)
     from spade_tf.inference import synthesize_files
 
     report = synthesize_files(
@@ -70,7 +78,28 @@ def run(args) -> int:
     if report["resized"]:
         resized = f" ({report['resized']} label maps resized to {report['size']}, nearest)"
     skipped = f"; skipped {len(report['bad'])} bad files" if report["bad"] else ""
-    print(f"wrote {report['written']} images to {args.out}{resized}{skipped}")
+    import keras
+
+    name = keras.backend.backend()
+    backend = "" if name == "tensorflow" else f" (Keras backend: {name})"
+    print(f"wrote {report['written']} images to {args.out}{resized}{skipped}{backend}")
     for path, why in report["bad"][:20]:
         print(f"  skipped {path}: {why}")
     return 1 if report["bad"] else 0
+
+
+def _select_backend(backend: str) -> None:
+    """Keras reads KERAS_BACKEND once, when it is first imported: set it before that happens."""
+    import os
+    import sys
+
+    from spade_tf.errors import SpadeError
+
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise SpadeError(f"--backend {backend}: Keras was already imported in this process with the "
+                             f"{current} backend; run `spade synthesize` in a fresh process (or set "
+                             f"KERAS_BACKEND={backend} before starting Python)")
+        return
+    os.environ["KERAS_BACKEND"] = backend
