@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,export,demo,tfds,serving
+EXTRAS ?= dev,export,demo,tfds,serving,backends
 DEMO_OUT ?= demo_out
 
 .PHONY: install test test-wheel lint demo demo-web browser clean

@@ -26,6 +26,10 @@ setup(
         "tfds": ["tensorflow-datasets", "importlib_resources"],
         "demo": ["fastapi", "uvicorn", "python-multipart", "playwright", "httpx"],
         "dev": ["pytest>=8", "ruff>=0.5", "pytest-timeout", "matplotlib", "build"],
+        # the networks, converter and inference on Keras's JAX and PyTorch backends (tests/test_backends.py).
+        # torch pinned (the version the official fixtures were made with); for a CPU-only torch elsewhere,
+        # pip's --extra-index-url https://download.pytorch.org/whl/cpu
+        "backends": ["jax", "torch==2.13.0"],
     },
     entry_points={"console_scripts": ["spade=spade_tf.cli:main"]},
 )
