@@ -181,12 +181,12 @@ def generator_inference(config, batch: int = 1, variant: str = "function", warmu
     base, mods = parse_variant(variant)
     rss_before_import = peak_rss_mb()
     tf, keras = _setup_tf(threads, "bf16" if "bf16" in mods else "fp32")
-    from spade_tf.models import SPADEGenerator, make_semantics
+    from spade_tf.models import make_generator, make_semantics
 
     rss_after_import = peak_rss_mb()
     keras.utils.set_random_seed(seed)
     h, w = config.image_size
-    g = SPADEGenerator(config, name="generator")
+    g = make_generator(config, name="generator")
     g.build((batch, h, w, config.semantic_nc))
     if "folded" in mods:
         g = g.folded()

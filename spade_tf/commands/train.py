@@ -59,10 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", action="store_true", help="never try to download VGG19 weights")
     p.add_argument("--mixed-precision", default="auto",
                    choices=("auto", "none", "mixed_float16", "mixed_bfloat16"),
-                   help="auto: mixed_float16 on a GPU, none on a CPU (fastest measured, see docs)")
+                   help="auto: none on a CPU (measured fastest, see docs); mixed_float16 on a GPU "
+                        "(the usual choice there; not measured on a GPU by this project)")
     p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="XLA-compile the train step (default: yes; measured fastest on CPU and GPU, "
-                        "at the price of a slower first step while it compiles)")
+                   help="XLA-compile the train step (default: yes; measured fastest on the CPU, "
+                        "not yet on a GPU; at the price of a slower first step while it compiles)")
     p.add_argument("--run-eagerly", action="store_true",
                    help="no tf.function (debugging; also starts faster for a handful of steps)")
     p.add_argument("--init-generator", default=None, metavar="DIR",
@@ -79,7 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_defaults(mixed_precision: str, jit_compile, run_eagerly: bool = False):
-    """'auto' choices: what measured fastest (docs/benchmarks.md): GPU fp16 + XLA, CPU fp32 + XLA.
+    """'auto' choices: CPU fp32 + XLA (measured fastest, docs/benchmarks.md); GPU fp16 + XLA (not measured).
 
     On the 2-core CPU, XLA makes an ADE20K-size training step 0.82x the `tf.function` time
     (facades 256²: 0.83x; the tiny preset: 0.94x at batch 4 but 1.19x at batch 1); it compiles

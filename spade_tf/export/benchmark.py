@@ -123,11 +123,11 @@ def main(argv=None) -> int:
 
     from spade_tf.config import get_preset
     from spade_tf.inference import from_networks
-    from spade_tf.models import SPADEGenerator
+    from spade_tf.models import make_generator
 
     cfg = get_preset(args.preset).with_overrides(args.overrides)
     h, w = cfg.image_size
-    generator = SPADEGenerator(cfg, name="generator")
+    generator = make_generator(cfg, name="generator")
     generator.build((None, h, w, cfg.semantic_nc))  # random weights: latency does not depend on them
     model = from_networks(generator, cfg)
     rows = benchmark_export(model, args.formats.split(","), [int(b) for b in args.batches.split(",")],
