@@ -159,9 +159,7 @@ def export_model(model, fmt: str, out_dir, name: str = "spade", version: int = 1
             raise SpadeError("the converted ONNX model outputs NaN/inf on a sample label map")
         if check:
             compare(out, str(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(proto.SerializeToString())
-        size = path.stat().st_size
+        size = onnx.save_onnx(proto, path)  # large models: + NAME.onnx.data (external weights)
     result.update({"path": str(path), "bytes": int(size)})
     return result
 
