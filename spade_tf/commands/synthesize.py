@@ -23,7 +23,7 @@ EXAMPLES = """examples:
   # the generator on Keras's JAX backend (jax.jit) instead of TensorFlow (same images)
   spade synthesize --model converted/ade20k --labels val_label/ --out results/ --backend jax
 
-  # bfloat16 arithmetic on a CPU with AVX512_BF16 / AMX (about 2x faster, images within ~40 dB PSNR)
+  # bfloat16 arithmetic on a CPU with AVX512_BF16 / AMX (figures: docs/benchmarks.md)
   spade synthesize --model converted/ade20k --labels val_label/ --out results/ --precision bf16
 
 Label maps hold class ids 0 .. num_label_channels-1 (label_nc, + 1 with a don't-care label; e.g.
@@ -62,8 +62,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="generator arithmetic (default float32); bf16 = Keras mixed_bfloat16, only on a "
                         "CPU with native bf16 (AVX512_BF16 / AMX; refused elsewhere), images close to "
                         "float32 (PSNR in docs/benchmarks.md), faster")
-    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=True,
-                   help="XLA-compile the generator (default: yes; faster per image after a compile of "
+    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="XLA-compile the generator (default: yes, no with --precision bf16, where XLA's "
+                        "CPU code is slower than oneDNN's; faster per image after a compile of "
                         "a few seconds per batch shape; --no-jit-compile for a handful of maps)")
     return p
 
@@ -78,6 +79,8 @@ def run(args) -> int:
     from spade_tf.inference import synthesize_files
 
     model = args.model
+    if args.jit_compile is None:  # bf16: oneDNN (AMX / AVX512_BF16) kernels, not XLA's
+        args.jit_compile = getattr(args, "precision", "float32") != "bf16"
     if getattr(args, "precision", "float32") != "float32":
         from spade_tf import precision
         from spade_tf.inference import load_generator
@@ -102,7 +105,7 @@ def run(args) -> int:
     return 1 if report["bad"] else 0
 
 
-def _select_backend(backend: str) -> None:
+def _select_backend(backend: str, command: str = "synthesize") -> None:
     """Keras reads KERAS_BACKEND once, when it is first imported: set it before that happens."""
     import os
     import sys
@@ -113,7 +116,7 @@ def _select_backend(backend: str) -> None:
         current = sys.modules["keras"].backend.backend()
         if current != backend:
             raise SpadeError(f"--backend {backend}: Keras was already imported in this process with the "
-                             f"{current} backend; run `spade synthesize` in a fresh process (or set "
+                             f"{current} backend; run `spade {command}` in a fresh process (or set "
                              f"KERAS_BACKEND={backend} before starting Python)")
         return
     os.environ["KERAS_BACKEND"] = backend

@@ -70,6 +70,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start from a converted (spade convert) or official checkpoint folder")
     p.add_argument("--distribute", default="auto", choices=("auto", "none", "mirrored", "multiworker"),
                    help="auto: multi-worker with TF_CONFIG, all GPUs when there are several")
+    p.add_argument("--backend", choices=("tensorflow", "jax"), default=None,
+                   help="Keras backend to train on (default: $KERAS_BACKEND, else tensorflow); jax: "
+                        "model.fit with the stateless jitted step, float32, .npz checkpoints, "
+                        "DataParallel over several local devices; data still comes through tf.data")
     p.add_argument("--log-every", type=int, default=50, help="metrics.csv / TensorBoard every N steps")
     p.add_argument("--sample-every", type=int, default=500, help="sample grid PNG every N steps")
     p.add_argument("--seed", type=int, default=0, help="data order and noise seed")
@@ -81,11 +85,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_defaults(mixed_precision: str, jit_compile, run_eagerly: bool = False):
     """'auto' choices: CPU fp32 + XLA (measured fastest, docs/benchmarks.md); GPU fp16 + XLA (not measured).
+    On the JAX backend: fp32 (the only precision trained there) + jit.
 
     On the 2-core CPU, XLA makes an ADE20K-size training step 0.82x the `tf.function` time
     (facades 256²: 0.83x; the tiny preset: 0.94x at batch 4 but 1.19x at batch 1); it compiles
     for 40-60 s on the first step.
     """
+    import keras
+
+    if keras.backend.backend() == "jax":
+        return ("none" if mixed_precision == "auto" else mixed_precision), (
+            not run_eagerly if jit_compile is None else jit_compile)
     import tensorflow as tf
 
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
@@ -97,6 +107,10 @@ def resolve_defaults(mixed_precision: str, jit_compile, run_eagerly: bool = Fals
 
 
 def run(args) -> int:
+    if getattr(args, "backend", None):
+        from spade_tf.commands.synthesize import _select_backend
+
+        _select_backend(args.backend, "train")  # before anything imports keras
     from spade_tf.config import get_preset
     from spade_tf.training.runner import train
 

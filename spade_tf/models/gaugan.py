@@ -31,7 +31,7 @@ from keras import ops
 from spade_tf import losses
 from spade_tf.config import SPADEConfig
 from spade_tf.layers.normalization import BatchNorm
-from spade_tf.models.generator import SPADEGenerator
+from spade_tf.models.lite_generator import make_generator
 from spade_tf.models.semantics import make_semantics
 
 G_TERMS = ("G_GAN", "G_GAN_Feat", "G_VGG", "G_KLD")
@@ -140,7 +140,7 @@ class GauGAN(keras.Model):
                                             trainable=False, aggregation="only_first_replica")
         self.ema_generator = None
         if config.use_ema:
-            self.ema_generator = SPADEGenerator(config, name="generator_ema")
+            self.ema_generator = make_generator(config, name="generator_ema")  # netG: spade | spade_lite
             h, w = config.image_size
             self.ema_generator.build((None, h, w, config.semantic_nc))
             self.ema_generator.set_weights(generator.get_weights())
@@ -434,12 +434,30 @@ class GauGAN(keras.Model):
         flat = [x for part in state for x in part]
         with StatelessScope(state_mapping=list(zip(variables, flat, strict=True))) as scope:
             logs = self._step(data)
+            if self.ema_generator is not None:  # on JAX the EMA is part of the step (no callback)
+                self._update_ema()
             new = [scope.get_current_value(v) for v in variables]
         out, start = [], 0
         for part in state:
             out.append(new[start:start + len(part)])
             start += len(part)
         return logs, tuple(out)
+
+    # ---- state between steps (callbacks) ----------------------------------------------------------
+    def current_step(self) -> int:
+        """The step counter as a Python int, also inside a JAX `fit` (whose newest state lives in
+        `_jax_state` between steps, the variables being detached until `sync_state`)."""
+        state = getattr(self, "_jax_state", None)
+        if state and not getattr(self, "_jax_state_synced", True):
+            index = next(i for i, v in enumerate(self.non_trainable_variables) if v is self.step_counter)
+            return int(ops.convert_to_numpy(state["non_trainable_variables"][index]))
+        return int(ops.convert_to_numpy(self.step_counter.value))
+
+    def sync_state(self):
+        """Attach the newest training state to the variables (JAX `fit` keeps it apart between steps);
+        callbacks call this before they read or write a variable. A no-op on TensorFlow."""
+        if _backend() == "jax":
+            self.jax_state_sync()
 
     # ---- keras hooks ----------------------------------------------------------------------------
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -505,7 +523,8 @@ class GauGAN(keras.Model):
     def update_ema(self):
         """ema = decay * ema + (1 - decay) * G for trainable weights; state (BN stats, u, v) copied.
 
-        Called in cross-replica context (a callback), so mirrored variables stay in sync.
+        TensorFlow: called in cross-replica context (a callback), so mirrored variables stay in sync.
+        JAX: the train step does this itself after every step (`_jax_train_step`).
         """
         if _backend() == "tensorflow":
             if getattr(self, "_tf_update_ema", None) is None:

@@ -25,7 +25,14 @@ def _float(value):
 
 
 def _step(model) -> int:
-    return int(model.step_counter.numpy())
+    return model.current_step()  # also between the steps of a JAX fit (see GauGAN.current_step)
+
+
+def _sync(model) -> None:
+    """The newest state into the variables before a callback reads or writes them (JAX fit)."""
+    sync = getattr(model, "sync_state", None)
+    if sync is not None:
+        sync()
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
@@ -242,6 +249,7 @@ class SampleImages(keras.callbacks.Callback):
         if step == self.last:
             return None
         self.last = step
+        _sync(self.model)
         fake = to_uint8(self.model(self.batch, training=False))
         grid = sample_grid(colorize_labels(self.batch["label_map"], self.config), fake,
                            to_uint8(self.batch["image"]))

@@ -11,6 +11,7 @@ official schedule.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -130,6 +131,23 @@ def _have_tensorboard() -> bool:
     return True
 
 
+def _jax_distribution(distribute: str):
+    """On JAX: `keras.distribution.DataParallel` over the local devices when there are several
+    (auto / mirrored), else None. Under DataParallel the weights are
+    replicated and each global batch is split over the devices; the compiled step still computes
+    the whole-batch losses and batch statistics (XLA inserts the reductions), so one step equals a
+    single-device step on the same batch."""
+    import keras
+
+    if distribute not in ("auto", "none", "mirrored"):
+        raise SpadeError(f"--distribute {distribute}: on the JAX backend use auto, none or mirrored "
+                         "(DataParallel over this machine's devices)")
+    devices = keras.distribution.list_devices()
+    if distribute == "none" or len(devices) < 2:
+        return None
+    return keras.distribution.DataParallel(devices=devices)
+
+
 # ---- main entry ----------------------------------------------------------------------------------------
 def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None, epochs: int | None = None,
           steps_per_epoch: int | None = None, save_every: int = 500, keep_checkpoints: int = 3,
@@ -139,21 +157,23 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
           log_every: int = 50, sample_every: int = 500, seed: int = 0, verbose="auto",
           tensorboard: bool = True, max_seconds: float | None = None, skip_bad: bool = False) -> TrainResult:
     import keras
-    import tensorflow as tf
 
     from spade_tf.data import reraise_data_errors
     from spade_tf.models import build_networks
     from spade_tf.models.gaugan import GauGAN
     from spade_tf.perceptual import build_perceptual_loss
     from spade_tf.training import callbacks as cb
-    from spade_tf.training.checkpoints import (
-        CHECKPOINT_DIR,
-        TrainingCheckpoints,
-        check_config_matches,
-        write_config,
-    )
-    from spade_tf.training.distribute import is_chief, make_strategy, num_replicas, worker_id
+    from spade_tf.training.checkpoints import CHECKPOINT_DIR, check_config_matches, write_config
     from spade_tf.training.schedule import StepLearningRateSchedule
+
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        raise SpadeError(f"spade train runs on the TensorFlow and JAX Keras backends, not '{backend}' "
+                         "(KERAS_BACKEND / --backend)")
+    on_jax = backend == "jax"
+    if on_jax and mixed_precision != "none":
+        raise SpadeError(f"--mixed-precision {mixed_precision}: on the JAX backend spade train runs in "
+                         "float32 only (--mixed-precision none)")
 
     if steps is not None and epochs is not None:
         raise SpadeError("give --steps or --epochs, not both")
@@ -163,11 +183,22 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = check_config_matches(out_dir, config)
 
-    strategy = strategy or make_strategy(distribute)
-    replicas = num_replicas(strategy)
-    chief = is_chief(strategy)
-    # non-chief workers of a multi-worker run write their (identical) state beside the chief's
-    own_dir = out_dir if chief else out_dir / f"worker{worker_id(strategy)}"
+    if on_jax:
+        # one process; several local devices: keras.distribution.DataParallel (see _jax_distribution)
+        distribution = _jax_distribution(distribute)
+        replicas, chief, own_dir = 1, True, out_dir
+        devices = 1 if distribution is None else len(distribution.device_mesh.devices.flatten())
+        if config.batchSize % devices:
+            raise SpadeError(f"batchSize={config.batchSize} is not divisible by the {devices} devices; "
+                             f"use --set batchSize={max(devices, config.batchSize // devices * devices)}")
+    else:
+        from spade_tf.training.distribute import is_chief, make_strategy, num_replicas, worker_id
+
+        strategy = strategy or make_strategy(distribute)
+        replicas = num_replicas(strategy)
+        chief = is_chief(strategy)
+        # non-chief workers of a multi-worker run write their (identical) state beside the chief's
+        own_dir = out_dir if chief else out_dir / f"worker{worker_id(strategy)}"
     own_dir.mkdir(parents=True, exist_ok=True)
     global_batch = config.batchSize
     if global_batch % replicas:
@@ -175,6 +206,11 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
                          f"use --set batchSize={max(replicas, global_batch // replicas * replicas)}")
 
     old_policy = keras.mixed_precision.global_policy()
+    if on_jax:
+        old_distribution = keras.distribution.distribution()
+        if distribution is not None:
+            _log(f"JAX: data parallel over {devices} devices (keras.distribution.DataParallel)")
+        keras.distribution.set_distribution(distribution)
     keras.mixed_precision.set_global_policy("float32" if mixed_precision == "none" else mixed_precision)
     try:
         # skip_bad validates the folder once; the list of usable pairs is kept here for later starts
@@ -183,14 +219,24 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
         total = steps if steps is not None else spe * (epochs if epochs is not None
                                                        else config.niter + config.niter_decay)
         keras.utils.set_random_seed(seed)  # same seed, same initial weights (and the same run)
-        with strategy.scope():
+        with contextlib.nullcontext() if on_jax else strategy.scope():
             g, d, e = build_networks(config, synchronized_bn=replicas > 1)
             perceptual = build_perceptual_loss(config, perceptual_weights, allow_download=allow_download)
             # model_factory: a GauGAN subclass or callable with GauGAN's arguments (`spade distill`)
             model = (model_factory or GauGAN)(config, g, d, e, perceptual, seed=seed, steps_per_epoch=spe)
             model.compile(jit_compile=jit_compile, run_eagerly=run_eagerly)
-            epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-            ckpts = TrainingCheckpoints(model, own_dir / CHECKPOINT_DIR, keep_checkpoints, epoch_var)
+            if on_jax:
+                from spade_tf.training.checkpoints import ArrayCheckpoints, EpochCounter
+
+                epoch_var = EpochCounter()
+                ckpts = ArrayCheckpoints(model, own_dir / CHECKPOINT_DIR, keep_checkpoints, epoch_var)
+            else:
+                import tensorflow as tf
+
+                from spade_tf.training.checkpoints import TrainingCheckpoints
+
+                epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+                ckpts = TrainingCheckpoints(model, own_dir / CHECKPOINT_DIR, keep_checkpoints, epoch_var)
             start = ckpts.restore_latest()
             resumed = start is not None
             if resumed:
@@ -210,7 +256,7 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
         if chief:
             write_config(out_dir, config, {"seed": seed, "steps_per_epoch": spe, "total_steps": total,
                                            "mixed_precision": mixed_precision, "replicas": replicas,
-                                           "jit_compile": bool(jit_compile),
+                                           "jit_compile": bool(jit_compile), "backend": backend,
                                            "data": str(data_dir) if data_dir else "synthetic"})
         if previous is not None and not resumed:
             _log(f"note: {out_dir} has a config.json but no checkpoint; starting from step 0")
@@ -234,7 +280,7 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
             throughput = cb.Throughput(global_batch)
             callbacks = [guard, cb.StopAtStep(total, max_seconds),
                          StepLearningRateSchedule(config, spe, epoch_var), throughput]
-            if model.ema_generator is not None:
+            if model.ema_generator is not None and not on_jax:  # on JAX the step updates the EMA itself
                 callbacks.append(cb.EMAUpdate())
             saver = cb.PeriodicCheckpoint(ckpts, save_every, guard)
             callbacks.append(saver)
@@ -254,7 +300,7 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
             _log(f"already trained to step {start} (target {total}); writing the final models")
         if saver is not None and saver.failure is not None:
             step, names = saver.failure
-            last = ckpts.manager.latest_checkpoint
+            last = ckpts.latest_path()
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             raise SpadeError(f"training stopped: weights or optimizer slots became non-finite (NaN/Inf) at "
                              f"step {step} although the losses were finite ({shown}); that state was not "
@@ -263,11 +309,11 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
                              "precision.")
         if guard.failure is not None:
             step, key, value = guard.failure
-            last = ckpts.manager.latest_checkpoint
+            last = ckpts.latest_path()
             raise SpadeError(f"training stopped: loss '{key}' became {value} at step {step}. The last good "
                              f"checkpoint is {last or '(none yet)'}; rerunning resumes from it. Lower the "
                              "learning rate (--set lr=...), or try without mixed precision.")
-        final = int(model.step_counter.numpy())
+        final = model.current_step()
         g_path = own_dir / "generator.keras"
         model.sampling_generator.save(g_path)
         e_path = None
@@ -279,4 +325,6 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
         return TrainResult(out_dir, start, final, resumed, g_path, e_path, history)
     finally:
         keras.mixed_precision.set_global_policy(old_policy)
+        if on_jax:
+            keras.distribution.set_distribution(old_distribution)
         sys.stdout.flush()

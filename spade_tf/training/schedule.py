@@ -40,9 +40,10 @@ class StepLearningRateSchedule(keras.callbacks.Callback):
         self.current = None
 
     def on_train_batch_begin(self, batch, logs=None):
-        epoch = int(self.model.step_counter.numpy()) // self.steps_per_epoch
+        epoch = self.model.current_step() // self.steps_per_epoch
         if epoch != self.current:
             self.current = epoch
+            self.model.sync_state()  # JAX fit: the learning rates are state variables
             if self.epoch_variable is not None:
                 self.epoch_variable.assign(epoch)
             lr_g, lr_d = learning_rates(self.config, epoch)
