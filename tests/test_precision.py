@@ -87,3 +87,25 @@ def test_synthesize_cli_refuses_bf16_without_it(tmp_path, model_folder, monkeypa
                  "--out", str(tmp_path / "out"), "--precision", "bf16"]) == 2
     assert "no native bfloat16" in capsys.readouterr().err
     assert not (tmp_path / "out" / "a.png").exists()
+
+
+@needs_bf16
+def test_bf16_saved_model_export(tmp_path, model_folder):
+    import tensorflow as tf
+
+    from spade_tf.export import export_model, reference_output
+
+    folder, _, _, cfg = model_folder
+    model = load_generator(folder)
+    result = export_model(model, "saved_model", tmp_path, compute_precision="bf16")
+    check = result["check"]
+    assert check["precision"] == "bf16" and check["figure"] == "psnr_db" and check["limit"] == 30.0
+    assert check["passed"] and check["psnr_db"] >= 30.0
+    labels = blocky_labels(cfg, 2, 21)
+    signature = tf.saved_model.load(result["path"]).signatures["image_float"]
+    out = signature(label_map=tf.constant(labels))["image_float"].numpy()
+    ref = reference_output(model, {"label_map": labels})
+    assert np.abs(out - ref).max() > 1e-4  # bf16 arithmetic in the graph, not float32
+    assert precision.psnr_db(out, ref) >= 30.0
+    with pytest.raises(SpadeError, match="applies to --format saved_model only"):
+        export_model(model, "onnx", tmp_path, compute_precision="bf16")

@@ -53,6 +53,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--calibration-maps", type=int, default=100,
                    help="label maps used for int8 calibration (default 100)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 15-18 (default 17)")
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="SavedModel arithmetic (default float32); bf16 only where the CPU has native "
+                        "bf16 (AVX512_BF16 / AMX), checked against float32 (PSNR >= 30 dB)")
     p.add_argument("--no-check", action="store_true",
                    help="skip the comparison with the Keras generator after export (and its tolerance)")
     return p
@@ -73,7 +76,7 @@ def run(args) -> int:
         args.model, args.format, Path(args.out), name=args.name, version=args.version,
         quantize=args.quantize, representative_data=args.representative_data,
         calibration_maps=args.calibration_maps, opset=args.opset, overwrite=args.overwrite,
-        check=not args.no_check)
+        check=not args.no_check, compute_precision=args.precision)
     print(f"wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB)")
     if "check" in result:
         c = result["check"]

@@ -30,6 +30,7 @@ TOLERANCES = {
     "float16": ("max_abs", 1e-2, "max"),
     "dynamic": ("psnr_db", 25.0, "min"),
     "int8": ("psnr_db", 25.0, "min"),
+    "bf16": ("psnr_db", 30.0, "min"),  # SavedModel computing in bfloat16 (spade_tf.precision), vs float32
 }
 FIGURE_NAMES = {"max_abs": "max abs error", "psnr_db": "PSNR (dB)"}
 
@@ -89,7 +90,8 @@ def read_calibration_maps(model, folder, limit: int = 100) -> list[np.ndarray]:
 
 def export_model(model, fmt: str, out_dir, name: str = "spade", version: int = 1, quantize: str = "none",
                  representative_data=None, calibration_maps: int = 100, opset: int = 17,
-                 overwrite: bool = False, check: bool = True, tolerance: float | None = None) -> dict:
+                 overwrite: bool = False, check: bool = True, tolerance: float | None = None,
+                 compute_precision: str = "float32") -> dict:
     """Export MODEL (a SpadeModel or a path for `load_generator`) as `fmt`.
 
     check: compare the export with the Keras generator on 4 sample label maps (or the first 4
@@ -97,6 +99,8 @@ def export_model(model, fmt: str, out_dir, name: str = "spade", version: int = 1
     TOLERANCES[precision(fmt, quantize)]; `tolerance` replaces that limit (same figure).
     Returns {"path", "bytes", "check": error_stats + {"figure", "value", "limit", "passed",
     "precision"}} ("check" absent with check=False).
+    compute_precision "bf16" (SavedModel only, CPUs with native bf16): the graph computes in
+    bfloat16 (`spade_tf.precision`), checked against the float32 Keras output (PSNR, "bf16").
     """
     from spade_tf.inference import SpadeModel, load_generator
 
@@ -109,6 +113,14 @@ def export_model(model, fmt: str, out_dir, name: str = "spade", version: int = 1
         reps = read_calibration_maps(model, representative_data, calibration_maps)
     feed = _check_feed(model, reps)
     key = precision(fmt, quantize)
+    served = model
+    if compute_precision != "float32":
+        from spade_tf.precision import with_precision
+
+        if fmt != "saved_model":
+            raise SpadeError(f"--precision {compute_precision} applies to --format saved_model only "
+                             "(TFLite: --quantize; ONNX: float32)")
+        served, key = with_precision(model, compute_precision), compute_precision
     result = {}
 
     def compare(out, what):
@@ -121,7 +133,7 @@ def export_model(model, fmt: str, out_dir, name: str = "spade", version: int = 1
 
         from spade_tf.export.saved_model import export_saved_model
 
-        path = export_saved_model(model, out_dir, name=name, version=version, overwrite=overwrite)
+        path = export_saved_model(served, out_dir, name=name, version=version, overwrite=overwrite)
         if check:
             signature = tf.saved_model.load(str(path)).signatures["image_float"]
             out = signature(**{k: tf.constant(v) for k, v in feed.items()})["image_float"].numpy()
