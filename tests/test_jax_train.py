@@ -50,3 +50,57 @@ def test_first_iteration_parity_under_jax():
             assert ours == pytest.approx(official, rel=1e-5), (case, key)
         assert figures["step"] == 1
         assert figures["modules"] == [], f"TensorFlow was imported under JAX: {figures['modules'][:5]}"
+
+
+def _fit_check(mode, tmp_path, devices=1):
+    """Run `jax_fit_check.py MODE` under KERAS_BACKEND=jax; its RESULT figures."""
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed (pip install jax)")
+    flags = "--xla_backend_optimization_level=0"  # compile fast: the check is about state, not speed
+    if devices > 1:
+        flags += f" --xla_force_host_platform_device_count={devices}"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "XLA_FLAGS": flags,
+           # the three trainings of a check compile the same step: the second and third reuse the first
+           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    proc = subprocess.run([sys.executable, str(HERE / "jax_fit_check.py"), mode, str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=1200)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.mark.slow
+def test_spade_train_on_jax_resumes_exactly(tmp_path):
+    """`train` (model.fit on JAX): 2 steps, stop, resume to 4 equals 4 uninterrupted steps in every
+    checkpointed value (weights, EMA copy, both optimizers' slots, iterations, learning rates, step,
+    epoch, seed); the schedule changed the learning rates on the way (one step per epoch, niter=1)."""
+    result = _fit_check("resume", tmp_path)
+    assert result["first"] == [0, 2, False]
+    assert result["second"] == [2, 4, True]
+    assert result["straight"] == [0, 4, False]
+    diffs = result["differences"]
+    groups = {k.split("/")[0] for k in diffs}
+    assert {"generator", "discriminator", "generator_ema", "g_optimizer", "d_optimizer", "step"} <= groups
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] <= 1e-5, (worst, diffs[worst])
+    assert result["step"] == 4 and result["epoch"] == 3
+    # epoch 3 with niter=1, niter_decay=4: the TTUR rates (G lr/2, D 2 lr, lr 2e-4) times 1 - 2/4
+    assert result["lr"]["g_optimizer"] == [pytest.approx(0.5e-4)]
+    assert result["lr"]["d_optimizer"] == [pytest.approx(2e-4)]
+    assert result["kept"] == ["ckpt-2.npz", "ckpt-4.npz"]
+    assert {"generator.keras", "metrics.csv", "config.json", "checkpoints"} <= set(result["files"])
+    assert result["metrics_rows"] == 4
+
+
+@pytest.mark.slow
+def test_spade_train_on_jax_data_parallel(tmp_path):
+    """Two (forced host) devices: keras.distribution.DataParallel trains as one device does."""
+    result = _fit_check("parallel", tmp_path, devices=2)
+    assert result["devices"] == 2
+    assert result["final"] == [2, 2]
+    diffs = result["differences"]
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] <= 1e-5, (worst, diffs[worst])

@@ -204,10 +204,11 @@ _NAME = re.compile(r"ckpt-(\d+)\.npz$")
 class ArrayCheckpoints:
     """The full training state as `.npz` files of variable values (any Keras backend; used on JAX).
 
-    Keys are "group/index:path" (group: generator, discriminator, encoder, generator_ema,
-    g_optimizer, d_optimizer; index: the variable's place in its group; path: its Keras path), plus
-    "step", "epoch" and "seed". A restore requires exactly the same keys and shapes, so a checkpoint
-    of another network is refused rather than half loaded. Inside a JAX `fit` the newest state is
+    Keys are "group/index" (group: generator, discriminator, encoder, generator_ema, g_optimizer,
+    d_optimizer; index: the variable's place in its group, a fixed creation order; Keras paths hold
+    process-dependent layer numbers, so they are not keys), plus "step", "epoch" and "seed". A
+    restore requires exactly the same keys and shapes, so a checkpoint of another network is refused
+    rather than half loaded. Inside a JAX `fit` the newest state is
     attached to the variables first (`GauGAN.sync_state`).
     """
 
@@ -225,8 +226,7 @@ class ArrayCheckpoints:
         if model.ema_generator is not None:
             groups["generator_ema"] = model.ema_generator.weights
         groups.update(g_optimizer=model.g_optimizer.variables, d_optimizer=model.d_optimizer.variables)
-        self._variables = {f"{group}/{i:05d}:{v.path}": v for group, vs in groups.items()
-                           for i, v in enumerate(vs)}
+        self._variables = {f"{group}/{i:05d}": v for group, vs in groups.items() for i, v in enumerate(vs)}
 
     @property
     def step(self) -> int:
@@ -251,7 +251,7 @@ class ArrayCheckpoints:
 
     def nonfinite_variables(self, values=None) -> list[str]:
         values = self._values() if values is None else values
-        return [k.split(":", 1)[0].split("/")[0] + "/" + k.split(":", 1)[1] for k, x in values.items()
+        return [f"{k.split('/')[0]}/{self._variables[k].path}" for k, x in values.items()
                 if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all()]
 
     def save(self) -> str:
@@ -285,7 +285,8 @@ class ArrayCheckpoints:
                              f"{extra[:3]}); resume with the configuration it was written with")
         for key, v in self._variables.items():
             if tuple(stored[key].shape) != tuple(v.shape):
-                raise SpadeError(f"{path}: {key} has shape {stored[key].shape}, the network {v.shape}")
+                raise SpadeError(f"{path}: {key} ({v.path}) has shape {stored[key].shape}, the network "
+                                 f"{tuple(v.shape)}; resume with the configuration it was written with")
         for key, v in self._variables.items():
             v.assign(stored[key])
         self.model.step_counter.assign(int(stored["step"]))
