@@ -1,12 +1,15 @@
-"""ONNX export of a full-size generator through the large-model path, measured.
+"""Full-size checks: ONNX through the large-model path, and bf16 against float32, measured.
 
-    python scripts/onnx_large_check.py --preset ade20k --batches 1,8 --runs 2 --out /tmp/onnx_ade20k.json
+    python scripts/onnx_large_check.py --preset ade20k --batches 1,8 --runs 2 --calibrate 2 \
+        --bf16 --out /tmp/onnx_ade20k.json
 
-Random weights with calibrated batch-norm statistics are not needed for parity of a float32 graph:
-the generator is built with random weights (as `spade_tf.export.benchmark`); parity = max abs
-difference of `image_float` against the folded Keras generator on blocky random label maps.
+The generator has random weights; with --calibrate N its batch-norm running statistics are set
+from N blocky label maps and its last conv scaled to a pre-tanh std of 0.6 (as the tests'
+`realistic_networks`), so the images are not saturated at +-1 (which would hide errors).
+Parity = max abs difference of `image_float` against the folded Keras generator on blocky random
+label maps. bf16: `spade_tf.precision.with_precision` (tf.function, no XLA) against float32, PSNR.
 Prints JSON: conversion time, peak RSS after conversion and at the end (this process's
-ru_maxrss), file sizes, parity, onnxruntime and Keras XLA latency per batch size (alternated).
+ru_maxrss), file sizes, parity, latency per batch size (the variants alternated call by call).
 """
 
 from __future__ import annotations
@@ -32,6 +35,23 @@ def blocky(cfg, batch, seed):
     return np.repeat(np.repeat(coarse, 8, 1), 8, 2)[:, :h, :w].astype(np.int32)
 
 
+def calibrate(g, cfg, maps: int) -> None:
+    from spade_tf.layers.normalization import BatchNorm
+    from spade_tf.models import make_semantics
+
+    semantics = make_semantics(blocky(cfg, maps, 100), cfg, None)
+    norms = [layer for layer in g._flatten_layers() if isinstance(layer, BatchNorm)]
+    for layer in norms:
+        layer.momentum = 0.95
+    g(semantics, training=True)
+    for layer in norms:
+        layer.momentum = 0.1
+    pre_tanh = np.asarray(g(semantics, return_intermediates=True)[1]["conv_img"])
+    for v in g.trainable_variables:
+        if "conv_img" in v.path:
+            v.assign(v.numpy() * 0.6 / pre_tanh.std())
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--preset", default="ade20k")
@@ -39,6 +59,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--out", default=None)
     p.add_argument("--keep", default=None, help="folder to keep model.onnx (+ .data) in")
+    p.add_argument("--calibrate", type=int, default=0, help="label maps for batch-norm statistics")
+    p.add_argument("--bf16", action="store_true", help="also bf16 (PSNR vs float32, batch-1 latency)")
     args = p.parse_args(argv)
 
     import tensorflow as tf
@@ -53,6 +75,8 @@ def main(argv=None) -> int:
     h, w = cfg.image_size
     g = SPADEGenerator(cfg, name="generator")
     g.build((None, h, w, cfg.semantic_nc))
+    if args.calibrate:
+        calibrate(g, cfg, args.calibrate)
     model = from_networks(g, cfg)
     result = {"preset": args.preset, "params": int(g.count_params()), "rss_mb_model": rss_mb(),
               "weight_bytes": sonnx.weight_bytes(model), "loadavg_before": os.getloadavg()}
@@ -83,6 +107,20 @@ def main(argv=None) -> int:
 
     from spade_tf.models import make_semantics
 
+    bf16_call = None
+    if args.bf16:
+        from spade_tf import precision
+
+        bf16 = precision.with_precision(model, "bf16")
+        fp32_fn = tf.function(lambda s: model.generator(s, training=False))
+        bf16_fn = tf.function(lambda s: bf16.generator(s, training=False))
+        sem = make_semantics(tf.constant(f["label_map"]), cfg, None)
+        out_bf16 = bf16_fn(sem).numpy()
+        result["bf16_psnr_db"] = precision.psnr_db(out_bf16, ref)
+        result["bf16_max_abs"] = float(np.max(np.abs(out_bf16 - ref)))
+        result["fp32_function_vs_reference_max_abs"] = float(np.max(np.abs(fp32_fn(sem).numpy() - ref)))
+        bf16_call = {"function_fp32": fp32_fn, "function_bf16": bf16_fn}
+
     xla = tf.function(lambda s: model.generator(s, training=False), jit_compile=True)
     timings = {}
     for batch in [int(b) for b in args.batches.split(",")]:
@@ -100,6 +138,16 @@ def main(argv=None) -> int:
             xla(sem).numpy()
             xla_t.append(time.perf_counter() - t)
         timings[batch] = {"onnx_s": onnx_t, "keras_xla_s": xla_t}
+        if bf16_call and batch == 1:
+            for fn in bf16_call.values():
+                fn(sem).numpy()
+            extra = {k: [] for k in bf16_call}
+            for _ in range(args.runs):
+                for k, fn in bf16_call.items():
+                    t = time.perf_counter()
+                    fn(sem).numpy()
+                    extra[k].append(time.perf_counter() - t)
+            timings[batch].update({f"{k}_s": v for k, v in extra.items()})
     result["timings"] = timings
     result["rss_mb_end"] = rss_mb()
     result["loadavg_after"] = os.getloadavg()

@@ -84,7 +84,8 @@ def benchmark_export(model, formats=FORMATS, batches=(1, 8), runs: int = 3, warm
                 return tflite.run_tflite(interp, feed)["image"]
         elif fmt == "onnx":
             path = onnx.export_onnx(model, work / "model.onnx")
-            size = _size(path)
+            data = path.with_name(path.name + onnx.EXTERNAL_SUFFIX)  # large models' external weights
+            size = _size(path) + (_size(data) if data.exists() else 0)
             sess = onnx.session(path, num_threads=threads)
 
             def runner(feed, sess=sess):
