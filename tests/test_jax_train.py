@@ -104,3 +104,20 @@ def test_spade_train_on_jax_data_parallel(tmp_path):
     diffs = result["differences"]
     worst = max(diffs, key=diffs.get)
     assert diffs[worst] <= 1e-5, (worst, diffs[worst])
+
+
+def test_run_folder_of_another_backend_is_refused(tmp_path):
+    """A folder trained on JAX (.npz checkpoints) does not silently restart from step 0 under
+    TensorFlow (nor the other way round): the message names the backend to resume with."""
+    import keras
+
+    from spade_tf.config import get_preset
+    from spade_tf.errors import SpadeError
+    from spade_tf.training.checkpoints import write_config
+    from spade_tf.training.runner import train
+
+    config = get_preset("tiny")
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    write_config(tmp_path, config, {"backend": other})
+    with pytest.raises(SpadeError, match=f"--backend {other}"):
+        train(config, tmp_path, steps=1)

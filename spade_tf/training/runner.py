@@ -182,6 +182,11 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = check_config_matches(out_dir, config)
+    written_by = ((previous or {}).get("training") or {}).get("backend", "tensorflow")
+    if previous is not None and written_by != backend:
+        raise SpadeError(f"{out_dir / 'config.json'}: this folder holds a training on the {written_by} "
+                         f"backend, whose checkpoints the {backend} backend cannot read; resume it with "
+                         f"--backend {written_by}, or choose a new --out folder")
 
     if on_jax:
         # one process; several local devices: keras.distribution.DataParallel (see _jax_distribution)
