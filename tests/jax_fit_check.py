@@ -1,14 +1,15 @@
-"""Run by `test_jax_train.py` as `KERAS_BACKEND=jax python tests/jax_fit_check.py MODE WORKDIR`: `spade
+"""Run by `test_jax_train.py` as `KERAS_BACKEND=jax python tests/jax_fit_check.py WORKDIR`: `spade
 train`'s runner (`model.fit` on Keras's JAX trainer) at the tiny preset, smallest crop, and one JSON
-line of figures.
+line of figures (one process, so the trainings share one compilation of the step).
 
-MODE resume: 2 steps, stop, resume to 4 (a second `train` call on the same folder) beside an
+resume: 2 steps, stop, resume to 4 (a second `train` call on the same folder) beside an
 uninterrupted 4-step run; max abs difference per checkpoint entry (weights, EMA, both optimizers'
 slots, iterations and learning rates, step, epoch, seed). The learning rate changes every step
 (steps_per_epoch=1, niter=1) and the generator is SPADE-Lite with an EMA copy.
 
-MODE parallel: the same 2 steps on one device and under keras.distribution.DataParallel over the
-devices XLA_FLAGS=--xla_force_host_platform_device_count=2 makes; max abs difference per entry.
+parallel (when there are several devices, e.g. XLA_FLAGS=--xla_force_host_platform_device_count=2):
+the same 2 steps under keras.distribution.DataParallel against the one-device run's step-2
+checkpoint; max abs difference per entry.
 """
 
 from __future__ import annotations
@@ -55,40 +56,36 @@ def differences(a, b):
             for k in a}
 
 
-def main(mode, work):
+def main(work):
     assert keras.backend.backend() == "jax", keras.backend.backend()
     import jax
 
     work = Path(work)
     out = {"devices": len(jax.devices())}
-    if mode == "resume":
-        first = run(work / "resumed", 2)
-        second = run(work / "resumed", 4)
-        straight = run(work / "straight", 4)
-        a, b = checkpoint(work / "resumed", 4), checkpoint(work / "straight", 4)
-        out.update(
-            first=[first.start_step, first.final_step, first.resumed],
-            second=[second.start_step, second.final_step, second.resumed],
-            straight=[straight.start_step, straight.final_step, straight.resumed],
-            kept=sorted(p.name for p in (work / "resumed" / "checkpoints").iterdir()),
-            differences=differences(a, b), step=int(a["step"]), epoch=int(a["epoch"]),
-            # the scalar float entries of each optimizer: its learning rate (iterations is an int)
-            lr={g: [float(v) for k, v in a.items() if k.startswith(g) and not v.shape and v.dtype.kind == "f"]
-                for g in ("g_optimizer", "d_optimizer")},
-            files=sorted(p.name for p in (work / "resumed").iterdir()),
-            metrics_rows=len((work / "resumed" / "metrics.csv").read_text().strip().splitlines()) - 1,
-        )
-    elif mode == "parallel":
-        single = run(work / "single", 2, distribute="none")
+    first = run(work / "resumed", 2)
+    second = run(work / "resumed", 4)
+    straight = run(work / "straight", 4)
+    a, b = checkpoint(work / "resumed", 4), checkpoint(work / "straight", 4)
+    out.update(
+        first=[first.start_step, first.final_step, first.resumed],
+        second=[second.start_step, second.final_step, second.resumed],
+        straight=[straight.start_step, straight.final_step, straight.resumed],
+        kept=sorted(p.name for p in (work / "resumed" / "checkpoints").iterdir()),
+        differences=differences(a, b), step=int(a["step"]), epoch=int(a["epoch"]),
+        # the scalar float entries of each optimizer: its learning rate (iterations is an int)
+        lr={g: [float(v) for k, v in a.items() if k.startswith(g) and not v.shape and v.dtype.kind == "f"]
+            for g in ("g_optimizer", "d_optimizer")},
+        files=sorted(p.name for p in (work / "resumed").iterdir()),
+        metrics_rows=len((work / "resumed" / "metrics.csv").read_text().strip().splitlines()) - 1,
+    )
+    if len(jax.devices()) > 1:
         parallel = run(work / "parallel", 2, distribute="auto")
-        a, b = checkpoint(work / "single", 2), checkpoint(work / "parallel", 2)
-        out.update(final=[single.final_step, parallel.final_step], differences=differences(a, b))
-    else:
-        raise SystemExit(f"unknown mode {mode}")
+        out["parallel"] = {"final": parallel.final_step, "differences": differences(
+            checkpoint(work / "resumed", 2), checkpoint(work / "parallel", 2))}
     out["modules_tf"] = "tensorflow" in sys.modules
     out["pid"] = os.getpid()
     print("RESULT " + json.dumps(out))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1])

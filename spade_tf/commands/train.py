@@ -16,12 +16,17 @@ EXAMPLES = """examples:
       --vgg-weights ~/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5
   spade train --preset facades --data facades/ --out runs/facades --set perceptual_backbone=alexnet
 
+  # the same training on Keras's JAX backend (model.fit, jitted stateless step, .npz checkpoints)
+  spade train --backend jax --preset tiny --out runs/tiny_jax --steps 300
+
   # fine-tune an official generator (`spade convert` output) with a fresh discriminator
   spade train --preset cocostuff --data coco/ --out runs/coco_ft --init-generator converted/coco
 
 Re-running the same command continues from the newest checkpoint in OUT_DIR ("resumed from step
 N"); --steps/--epochs are totals. A GPU machine with several GPUs uses all of them
 (MirroredStrategy); with TF_CONFIG set, every worker runs the same command (MultiWorkerMirrored).
+On --backend jax, several local devices are used through keras.distribution.DataParallel (not
+verified yet: see README).
 
 OUT_DIR receives: generator.keras (+ encoder.keras), config.json, metrics.csv, samples/*.png,
 logs/ (TensorBoard: `tensorboard --logdir OUT_DIR/logs`) and checkpoints/.
@@ -69,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-generator", default=None, metavar="DIR",
                    help="start from a converted (spade convert) or official checkpoint folder")
     p.add_argument("--distribute", default="auto", choices=("auto", "none", "mirrored", "multiworker"),
-                   help="auto: multi-worker with TF_CONFIG, all GPUs when there are several")
+                   help="auto: multi-worker with TF_CONFIG, all GPUs when there are several; on JAX: "
+                        "auto/mirrored = DataParallel over the local devices when there are several")
     p.add_argument("--backend", choices=("tensorflow", "jax"), default=None,
                    help="Keras backend to train on (default: $KERAS_BACKEND, else tensorflow); jax: "
                         "model.fit with the stateless jitted step, float32, .npz checkpoints, "

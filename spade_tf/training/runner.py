@@ -171,6 +171,10 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
         raise SpadeError(f"spade train runs on the TensorFlow and JAX Keras backends, not '{backend}' "
                          "(KERAS_BACKEND / --backend)")
     on_jax = backend == "jax"
+    if on_jax:  # the int64 step counter is int32 under JAX (without jax_enable_x64): ample for steps
+        import warnings
+
+        warnings.filterwarnings("ignore", message="Explicitly requested dtype int64", category=UserWarning)
     if on_jax and mixed_precision != "none":
         raise SpadeError(f"--mixed-precision {mixed_precision}: on the JAX backend spade train runs in "
                          "float32 only (--mixed-precision none)")
