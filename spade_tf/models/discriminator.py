@@ -64,7 +64,7 @@ class NLayerDiscriminator(keras.layers.Layer):
             if norm is not None:
                 x = norm(x, training=training)
             if i < len(self.convs) - 1:
-                x = ops.leaky_relu(x, 0.2)
+                x = _lrelu(x)
             results.append(x)
         return results
 
@@ -137,3 +137,10 @@ class MultiscaleDiscriminator(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _lrelu(x):
+    """LeakyReLU 0.2 as max(x, 0.2 x): the same values. Not `ops.leaky_relu`: TensorFlow's grappler
+    fuses conv + bias + LeakyRelu and then cannot rewire LeakyReluGrad ("remapper failed"), and
+    drops every remapper fusion of the training graph (docs/benchmarks.md)."""
+    return ops.maximum(x, 0.2 * x)
