@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= dev,export,demo,tfds,serving,backends
 DEMO_OUT ?= demo_out
 
-.PHONY: install test test-wheel lint demo demo-web browser clean
+.PHONY: install test test-slow test-wheel lint demo demo-web browser clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,13 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
+# The everyday suite (about 10 minutes on 2 cores); the slow tests run in `make test-slow` (CI runs both).
 test: $(STAMP) lint browser
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q --durations=15 -m "not slow" tests
+
+# The longest tests: kill -9 + resume, JAX training parity and resume, distillation end to end, GPU script.
+test-slow: $(STAMP)
+	$(PY) -m pytest -q --durations=10 -m slow tests
 
 # Builds the wheel + sdist and installs the wheel into a fresh venv outside the checkout (slow: trains 2 steps).
 test-wheel: $(STAMP)

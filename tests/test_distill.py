@@ -63,6 +63,7 @@ def _signature(interp):
     return spec(runner.get_input_details()), spec(runner.get_output_details())
 
 
+@pytest.mark.slow
 def test_distill_end_to_end_resume_and_exports(tmp_path, capsys):
     import tensorflow as tf
 

@@ -133,6 +133,7 @@ def checkpoint_tensors(path):
             if not name.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter"))}
 
 
+@pytest.mark.slow
 def test_kill_9_loses_at_most_save_every_steps_and_resumes_exactly(tmp_path):
     """kill -9 mid-run, then the same training resumed: it ends with the weights (G, D, E, EMA) and
     optimizer slots of a run never interrupted."""
