@@ -31,7 +31,7 @@ browser:
 test: $(STAMP) lint browser
 	$(PY) -m pytest -q --durations=15 -m "not slow" tests
 
-# The longest tests: kill -9 + resume, JAX training parity and resume, distillation end to end, GPU script.
+# The longest tests: kill -9 + resume, JAX parity (networks, synthesis, training) and resume, distillation, GPU script.
 test-slow: $(STAMP)
 	$(PY) -m pytest -q --durations=10 -m slow tests
 

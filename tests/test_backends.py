@@ -36,7 +36,7 @@ def _need(backend: str):
         pytest.skip(f"{PACKAGES[backend]} is not installed (pip install -e '.[backends]')")
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", [pytest.param("jax", marks=pytest.mark.slow), "torch"])
 def test_networks_match_the_official_outputs_on_backend(backend, official_dir):
     _need(backend)
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "backend_check.py"), "--fixtures",
@@ -100,6 +100,7 @@ def _perturbed_tiny_generator(path: Path):
     return config
 
 
+@pytest.mark.slow
 def test_synthesize_backend_jax_matches_tensorflow(tmp_path):
     """`spade synthesize --backend jax` (jax.jit, folded spectral norm, one-hot look-ups) writes the
     images TensorFlow writes; the float outputs agree within 1e-4."""
