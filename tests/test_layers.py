@@ -266,22 +266,20 @@ def test_conv2d_forward_gradients_switch():
     assert conv_module.forward_conv_gradients() == (not tf.config.list_physical_devices("GPU"))
     rng = np.random.default_rng(5)
     x = tf.constant(rng.normal(size=(2, 6, 6, 4)).astype("float32"))
-    layer = conv_module.conv2d(3, 3, spectral=True)
-    layer.build(x.shape)
+    weights = None
     results = []
-    saved = conv_module.FORWARD_CONV_GRADIENTS
-    try:
-        for flag in (True, False):
-            conv_module.FORWARD_CONV_GRADIENTS = flag
-            with tf.GradientTape() as tape:
-                y = layer(x, training=False)
-                loss = tf.reduce_sum(y * y)
-            results.append([y.numpy()] + [g.numpy() for g in tape.gradient(loss, layer.trainable_variables)])
-            graph = tf.function(lambda: layer(x)).get_concrete_function().graph
-            has_custom = any(op.type == "IdentityN" for op in graph.get_operations())
-            assert has_custom == flag
-    finally:
-        conv_module.FORWARD_CONV_GRADIENTS = saved
+    for flag in (True, False):
+        layer = conv_module.conv2d(3, 3, spectral=True, forward_gradients=flag)
+        layer.build(x.shape)
+        weights = weights or layer.get_weights()
+        layer.set_weights(weights)
+        with tf.GradientTape() as tape:
+            y = layer(x, training=False)
+            loss = tf.reduce_sum(y * y)
+        results.append([y.numpy()] + [g.numpy() for g in tape.gradient(loss, layer.trainable_variables)])
+        graph = tf.function(lambda layer=layer: layer(x)).get_concrete_function().graph
+        has_custom = any(op.type == "IdentityN" for op in graph.get_operations())
+        assert has_custom == flag
     for on, off in zip(*results, strict=True):
         np.testing.assert_allclose(on, off, rtol=1e-5, atol=1e-5)
     strided = conv_module.Conv2D(2, 3, strides=2, padding="same")

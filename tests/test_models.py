@@ -117,3 +117,41 @@ def test_folded_generator_matches_and_has_no_spectral_state():
     names = {w.path.split("/")[-1] for w in folded.weights}
     assert "u" not in names and "v" not in names
     assert count(folded) == count(g)
+
+
+@pytest.mark.parametrize("lite", [False, True])
+def test_folded_builds_the_export_flags_into_its_copy(lite):
+    """`folded(assume_onehot=True, forward_conv_gradients=False)` (what TFLite/ONNX exports run)
+    builds every SPADE and conv with those flags, no module state flipped: same image, a graph with
+    neither the one-hot check's `If` nor custom gradients; the source network keeps its defaults.
+    A generator config written before the flags existed loads with the defaults."""
+    import tensorflow as tf
+
+    from spade_tf.layers import SPADE
+    from spade_tf.layers.conv import Conv2D
+
+    cfg = get_preset("tiny").replace(crop_size=32, ngf=4, spade_nhidden=8)
+    if lite:
+        cfg = cfg.replace(netG="spade_lite", width=0.5, separable=True)
+    g, _, _ = build_networks(cfg)
+    seg = make_semantics(np.random.default_rng(1).integers(0, cfg.label_nc, (1, 32, 32)), cfg)
+    export = g.folded(assume_onehot=True, forward_conv_gradients=False)
+    assert type(export) is type(g)
+
+    def layers(net, cls):
+        return [layer for layer in net._flatten_layers() if isinstance(layer, cls)]
+
+    assert layers(export, SPADE) and all(n.assume_onehot for n in layers(export, SPADE))
+    assert layers(export, Conv2D) and all(c.forward_gradients is False for c in layers(export, Conv2D))
+    assert not any(n.assume_onehot for n in layers(g, SPADE))
+    assert all(c.forward_gradients is None for c in layers(g, Conv2D))
+    np.testing.assert_allclose(np.asarray(export(seg)), np.asarray(g.folded()(seg)), atol=1e-5)
+    graph = tf.function(lambda s: export(s)).get_concrete_function(tf.TensorSpec(seg.shape)).graph
+    assert not {op.type for op in graph.get_operations()} & {"If", "StatelessIf", "IdentityN"}
+    saved = export.get_config()
+    assert saved["assume_onehot"] is True and saved["forward_conv_gradients"] is False
+    assert type(g).from_config(saved).assume_onehot
+    old = {k: v for k, v in saved.items() if k not in ("assume_onehot", "forward_conv_gradients")}
+    before = type(g).from_config(old)
+    assert not any(n.assume_onehot for n in layers(before, SPADE))
+    assert all(c.forward_gradients is None for c in layers(before, Conv2D))

@@ -9,9 +9,9 @@ from spade_tf.layers import SPADE
 from spade_tf.models import SPADEGenerator, make_semantics
 
 
-def _pair(n_channels, onehot_channels):
+def _pair(n_channels, onehot_channels, **fast_options):
     """Two SPADE layers with the same weights, one with the look-up path enabled."""
-    fast = SPADE(4, norm_type="instance", nhidden=8, onehot_channels=onehot_channels)
+    fast = SPADE(4, norm_type="instance", nhidden=8, onehot_channels=onehot_channels, **fast_options)
     plain = SPADE(4, norm_type="instance", nhidden=8)
     x_shape, seg_shape = (2, 6, 6, 4), (2, 12, 12, n_channels)
     fast.build(x_shape, seg_shape)
@@ -146,8 +146,7 @@ def test_assumed_onehot_treats_all_zero_pixels_as_the_conv_does():
     """Export graphs skip the check (`assume_onehot`); a pixel with no label (all zero, e.g. an
     invalid id in a TFLite/ONNX input) must still give what the conv gives."""
     rng = np.random.default_rng(8)
-    fast, plain = _pair(5, onehot_channels=5)
-    fast.assume_onehot = True
+    fast, plain = _pair(5, onehot_channels=5, assume_onehot=True)
     seg = np.eye(5, dtype="float32")[rng.integers(0, 5, (2, 12, 12))]
     seg[0, :4, :6] = 0.0  # no label in a block (even coordinates survive the 2x resize)
     x = rng.normal(size=(2, 6, 6, 4)).astype("float32")

@@ -147,11 +147,10 @@ class _WeightsAsInputs(SpadeServingModule):
 def _weights_function(model: SpadeModel):
     import tensorflow as tf
 
-    from spade_tf.export.saved_model import _export_mode
     from spade_tf.inference import to_uint8
 
     module = _WeightsAsInputs(model)
-    generator = model.generator
+    generator = module._generator.model  # the export copy (`saved_model.export_generator`)
     specs = module.input_specs("with_z" if model.config.use_vae else "default")
     variables = [*generator.trainable_variables, *generator.non_trainable_variables]
     n_trainable = len(generator.trainable_variables)
@@ -162,8 +161,7 @@ def _weights_function(model: SpadeModel):
         inputs = dict(zip(specs, args[:len(specs)], strict=True))
         weights = list(args[len(specs):])
         module._weights = (weights[:n_trainable], weights[n_trainable:])
-        with _export_mode(generator, True):
-            image, label_ok = module._run(**inputs)
+        image, label_ok = module._run(**inputs)
         return {"image": to_uint8(image), "image_float": image, "label_ok": label_ok}
 
     function = tf.function(fn, input_signature=[*specs.values(), *weight_specs], autograph=False)

@@ -25,7 +25,6 @@ don't-care label); the SavedModel's assert gives that module's message.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -63,8 +62,9 @@ class SpadeServingModule(tf.Module):
         super().__init__(name="spade")
         cfg = self.config = model.config
         self._mobile = mobile
-        self._generator = _Untracked(model.generator)
-        self.generator_trainable, self.generator_state = _copy_variables(model.generator, "generator")
+        generator = export_generator(model.generator, mobile)
+        self._generator = _Untracked(generator)
+        self.generator_trainable, self.generator_state = _copy_variables(generator, "generator")
         self._encoder = None
         if cfg.use_vae and model.encoder is not None and not mobile:
             self._encoder = _Untracked(model.encoder)
@@ -179,8 +179,7 @@ class SpadeServingModule(tf.Module):
         specs = self.input_specs(kind)
 
         def fn(*args):  # signature input names come from the TensorSpec names
-            with _export_mode(self._generator.model, self._mobile):
-                image, label_ok = self._run(**dict(zip(specs, args, strict=True)))
+            image, label_ok = self._run(**dict(zip(specs, args, strict=True)))
             result = {"image": to_uint8(image), "image_float": image, "label_ok": label_ok}
             return {k: result[k] for k in outputs}
 
@@ -209,28 +208,17 @@ class SpadeServingModule(tf.Module):
         return sigs
 
 
-@contextlib.contextmanager
-def _export_mode(generator, mobile: bool):
-    """While tracing an export graph: convolutions drop their custom gradients (every exported
-    graph is inference only, see `layers.conv.same_conv`), and for TFLite/ONNX (`mobile`) SPADE's
-    one-hot look-ups run without their run-time check, whose `cond` neither TFLite builtins nor
-    tf2onnx handle. The graph builds the one-hot itself from the int label map, so the check
-    cannot fail; an invalid id gives an all-zero pixel, which the look-ups treat as the conv does
-    (and `label_ok` reports)."""
-    from spade_tf.layers import conv
-    from spade_tf.layers.spade import SPADE
+def export_generator(generator, mobile: bool):
+    """The generator copy an export graph runs: `generator.folded(...)` built with the export flags.
 
-    layers = [layer for layer in generator._flatten_layers() if isinstance(layer, SPADE)] if mobile else []
-    saved_gradients = conv.FORWARD_CONV_GRADIENTS
-    conv.FORWARD_CONV_GRADIENTS = False
-    for layer in layers:
-        layer.assume_onehot = True
-    try:
-        yield
-    finally:
-        conv.FORWARD_CONV_GRADIENTS = saved_gradients
-        for layer in layers:
-            layer.assume_onehot = False
+    Every exported graph is inference only, so convolutions keep their native gradients
+    (`forward_conv_gradients=False`, no custom gradient in the graph; see `layers.conv.same_conv`).
+    For TFLite/ONNX (`mobile`) SPADE's one-hot look-ups run without their run-time check
+    (`assume_onehot=True`), whose `cond` neither TFLite builtins nor tf2onnx handle: the graph
+    builds the one-hot itself from the int label map, so the check cannot fail; an invalid id gives
+    an all-zero pixel, which the look-ups treat as the conv does (and `label_ok` reports).
+    Same weights, same dtype policy (a bf16 generator stays bf16)."""
+    return generator.folded(assume_onehot=mobile, forward_conv_gradients=False)
 
 
 def _assert_seed(seed, batch):

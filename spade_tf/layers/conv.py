@@ -9,18 +9,17 @@ from keras import ops
 
 from spade_tf.layers.spectral_norm import SpectralNormalization
 
-# None: decide by device (see `forward_conv_gradients`); True / False force it on TensorFlow.
-# Other backends always keep their native convolution gradients.
-FORWARD_CONV_GRADIENTS: bool | None = None
-
 
 @functools.cache
 def _tensorflow_cpu_only() -> bool:
     return keras.backend.backend() == "tensorflow" and not keras.distribution.list_devices("gpu")
 
 
-def forward_conv_gradients() -> bool:
+def forward_conv_gradients(forced: bool | None = None) -> bool:
     """Whether stride-1 'same' convolutions take their gradients as forward convolutions.
+
+    forced: a layer's `forward_gradients` setting: None decides by device as below; True / False
+    force it on TensorFlow. Other backends always keep their native convolution gradients.
 
     On TensorFlow's CPU kernels `Conv2DBackpropInput` / `Conv2DBackpropFilter` are 2-3x slower
     than a forward convolution of the same size; the same gradients written as forward
@@ -31,8 +30,8 @@ def forward_conv_gradients() -> bool:
     """
     if keras.backend.backend() != "tensorflow":
         return False
-    if FORWARD_CONV_GRADIENTS is not None:
-        return FORWARD_CONV_GRADIENTS
+    if forced is not None:
+        return forced
     return _tensorflow_cpu_only()
 
 
@@ -67,7 +66,15 @@ def _same_conv(x, kernel):
 class Conv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose stride-1 'same' convolutions (odd kernel) use `same_conv`'s
     gradients where `forward_conv_gradients()` says they are faster. Same weights, same outputs.
+
+    forward_gradients: None (default) decides by device; True / False force the choice on
+    TensorFlow. Inference-only copies (export graphs, `SPADEGenerator.folded(...)`) pass False:
+    no custom gradient in a graph that is never differentiated.
     """
+
+    def __init__(self, *args, forward_gradients: bool | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.forward_gradients = forward_gradients
 
     def _plain_same(self) -> bool:
         return (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
@@ -75,9 +82,12 @@ class Conv2D(keras.layers.Conv2D):
                 and all(k % 2 == 1 for k in self.kernel_size))
 
     def convolution_op(self, inputs, kernel):
-        if self._plain_same() and forward_conv_gradients():
+        if self._plain_same() and forward_conv_gradients(self.forward_gradients):
             return same_conv(inputs, kernel)
         return super().convolution_op(inputs, kernel)
+
+    def get_config(self):
+        return {**super().get_config(), "forward_gradients": self.forward_gradients}
 
 
 def kernel_initializer(init_type: str = "xavier", gain: float = 0.02, seed=None):
@@ -98,8 +108,8 @@ def kernel_initializer(init_type: str = "xavier", gain: float = 0.02, seed=None)
 
 
 def conv2d(filters, kernel_size, strides=1, padding="same", use_bias=True, spectral=False,
-           init_type="xavier", gain=0.02, name=None):
-    """A Conv2D (channels-last), wrapped in spectral norm when asked.
+           init_type="xavier", gain=0.02, name=None, forward_gradients=None):
+    """A Conv2D (channels-last), wrapped in spectral norm when asked (`forward_gradients`: see `Conv2D`).
 
     `padding` is a Keras padding string; explicit PyTorch-style paddings are added by the caller
     with `ZeroPadding2D` (`'same'` equals PyTorch's symmetric padding only at stride 1, odd kernel).
@@ -107,7 +117,7 @@ def conv2d(filters, kernel_size, strides=1, padding="same", use_bias=True, spect
     conv = Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
         kernel_initializer=kernel_initializer(init_type, gain), bias_initializer="zeros",
-        name=name if not spectral else None)
+        name=name if not spectral else None, forward_gradients=forward_gradients)
     return SpectralNormalization(conv, name=name) if spectral else conv
 
 

@@ -44,13 +44,19 @@ class SPADE(keras.layers.Layer):
     conv(one_hot(ids)) = sum over taps of kernel[tap, ids], about nhidden adds per pixel and tap
     instead of label_nc multiply-adds. Any further channels (instance edges) go through a conv.
 
+    assume_onehot: the label channels are one-hot (or all zero) by construction, so the look-ups
+    run without the run-time check, whose `cond` TFLite and ONNX cannot take (export graphs, which
+    build the one-hot themselves from int label maps; see `SPADEGenerator.folded`). An all-zero
+    pixel gives what the conv gives. Default False: checked on every call.
+    forward_conv_gradients: the convs' `forward_gradients` (see `layers.conv.Conv2D`).
+
     Inputs: x [B, H, W, norm_nc], segmap [B, H', W', label_nc] (H', W' multiples of H, W as in
     the generator, or any size). Output: [B, H, W, norm_nc].
     """
 
     def __init__(self, norm_nc, norm_type="syncbatch", kernel_size=3, nhidden=128,
                  synchronized=False, init_type="xavier", init_variance=0.02, onehot_channels=None,
-                 **kwargs):
+                 assume_onehot=False, forward_conv_gradients=None, **kwargs):
         super().__init__(**kwargs)
         self.norm_nc = norm_nc
         self.onehot_channels = onehot_channels
@@ -60,10 +66,9 @@ class SPADE(keras.layers.Layer):
         self.synchronized = synchronized
         self.init_type = init_type
         self.init_variance = init_variance
-        # runtime only (not saved): the label channels are one-hot or all-zero by construction, so
-        # the look-ups run without the run-time check (whose `cond` TFLite and ONNX cannot take)
-        self.assume_onehot = False
-        init = {"init_type": init_type, "gain": init_variance}
+        self.assume_onehot = assume_onehot
+        self.forward_conv_gradients = forward_conv_gradients
+        init = {"init_type": init_type, "gain": init_variance, "forward_gradients": forward_conv_gradients}
         self.param_free_norm = param_free_norm(norm_type, synchronized, name="param_free_norm")
         self.mlp_shared = conv2d(nhidden, kernel_size, name="mlp_shared", **init)
         self.mlp_gamma = conv2d(norm_nc, kernel_size, name="mlp_gamma", **init)
@@ -115,5 +120,6 @@ class SPADE(keras.layers.Layer):
         config.update({
             "norm_nc": self.norm_nc, "norm_type": self.norm_type, "kernel_size": self.kernel_size,
             "nhidden": self.nhidden, "synchronized": self.synchronized, "init_type": self.init_type,
-            "init_variance": self.init_variance, "onehot_channels": self.onehot_channels})
+            "init_variance": self.init_variance, "onehot_channels": self.onehot_channels,
+            "assume_onehot": self.assume_onehot, "forward_conv_gradients": self.forward_conv_gradients})
         return config

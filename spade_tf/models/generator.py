@@ -23,27 +23,33 @@ class SPADEGenerator(keras.Model):
     When the label channels of segmap are exactly one-hot (as `make_semantics` makes them), every
     SPADE computes its first conv as table look-ups (see `SPADE`); any other segmap runs the plain
     convs. The result is the same either way (to float rounding), the look-ups are faster.
+
+    Export flags, chosen when the network is built (`folded(...)` builds inference copies with
+    them; the defaults are what training and plain inference use):
+    - assume_onehot: every SPADE takes the label channels as one-hot without the run-time check
+      (`SPADE`); for graphs that build the one-hot themselves (TFLite / ONNX exports).
+    - forward_conv_gradients: every conv's `forward_gradients` (`layers.conv.Conv2D`): None decides
+      by device, False keeps the native gradients (inference-only graphs need no custom gradient).
     """
 
-    def __init__(self, config: SPADEConfig | dict, synchronized_bn: bool = False, seed=None, **kwargs):
+    def __init__(self, config: SPADEConfig | dict, synchronized_bn: bool = False, seed=None,
+                 assume_onehot: bool = False, forward_conv_gradients: bool | None = None, **kwargs):
         super().__init__(**kwargs)
         self.config = config if isinstance(config, SPADEConfig) else SPADEConfig.from_dict(config)
         self.synchronized_bn = synchronized_bn
+        self.assume_onehot, self.forward_conv_gradients = assume_onehot, forward_conv_gradients
         cfg, nf = self.config, self.config.ngf
         self.sh, self.sw = cfg.latent_size
         self.seed_generator = keras.random.SeedGenerator(seed)
         init = {"init_type": cfg.init_type, "gain": cfg.init_variance}
+        conv_init = {**init, "forward_gradients": forward_conv_gradients}
         if cfg.use_vae:
             self.fc = dense(16 * nf * self.sh * self.sw, name="fc", **init)
         else:
-            self.fc = conv2d(16 * nf, 3, name="fc", **init)
+            self.fc = conv2d(16 * nf, 3, name="fc", **conv_init)
 
         def block(fin, fout, name):
-            return SPADEResBlock(
-                fin, fout, norm_type=cfg.spade_param_free_norm, kernel_size=cfg.spade_kernel_size,
-                nhidden=cfg.spade_nhidden, spectral=cfg.spectral_G,
-                synchronized=synchronized_bn and cfg.spade_param_free_norm == "syncbatch",
-                init_type=cfg.init_type, init_variance=cfg.init_variance, name=name)
+            return SPADEResBlock(fin, fout, name=name, **self._block_options(cfg.spade_nhidden))
 
         self.head_0 = block(16 * nf, 16 * nf, "head_0")
         self.G_middle_0 = block(16 * nf, 16 * nf, "G_middle_0")
@@ -57,12 +63,19 @@ class SPADEGenerator(keras.Model):
             self.up_4 = block(nf, nf // 2, "up_4")
             final_nc = nf // 2
         self.final_nc = final_nc
-        self.conv_img = conv2d(3, 3, name="conv_img", **init)
-        # make_semantics input: the label channels are one-hot, so SPADE may use look-ups
-        for _, blk, _ in self._blocks():
-            for norm in (blk.norm_0, blk.norm_1, getattr(blk, "norm_s", None)):
-                if norm is not None:
-                    norm.onehot_channels = cfg.num_label_channels
+        self.conv_img = conv2d(3, 3, name="conv_img", **conv_init)
+
+    def _block_options(self, nhidden: int, lookups: bool = True) -> dict:
+        """SPADEResBlock keyword arguments (all but fin, fout, name) for this config and flags."""
+        cfg = self.config
+        return {
+            "norm_type": cfg.spade_param_free_norm, "kernel_size": cfg.spade_kernel_size, "nhidden": nhidden,
+            "spectral": cfg.spectral_G,
+            "synchronized": self.synchronized_bn and cfg.spade_param_free_norm == "syncbatch",
+            "init_type": cfg.init_type, "init_variance": cfg.init_variance,
+            # make_semantics input: the label channels are one-hot, so SPADE may use look-ups
+            "onehot_channels": cfg.num_label_channels if lookups else None,
+            "assume_onehot": self.assume_onehot, "forward_conv_gradients": self.forward_conv_gradients}
 
     def build(self, segmap_shape, z_shape=None):
         cfg = self.config
@@ -115,16 +128,26 @@ class SPADEGenerator(keras.Model):
         h, w = self.config.image_size
         return (segmap_shape[0], h, w, 3)
 
-    def folded(self) -> SPADEGenerator:
+    def folded(self, assume_onehot: bool = False,
+               forward_conv_gradients: bool | None = None) -> SPADEGenerator:
         """A copy for inference with spectral norm folded into plain kernels (W / sigma).
 
         The copy has no power-iteration state and no `SpectralNormalization` wrappers, so an
-        exported graph is plain convolutions.
+        exported graph is plain convolutions. It is built with the given export flags (see the
+        class docstring; the exporters pass `assume_onehot=True` for TFLite / ONNX and
+        `forward_conv_gradients=False`), the same class and the same dtype policy as this network.
         """
         cfg = self.config
-        plain = SPADEGenerator(cfg.replace(norm_G=cfg.norm_G.replace("spectral", "")), name=self.name)
-        h, w = cfg.image_size
-        plain.build((1, h, w, cfg.semantic_nc))
+        old_policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(self.dtype_policy)  # sub-layers take the global policy
+        try:
+            plain = self.__class__(cfg.replace(norm_G=cfg.norm_G.replace("spectral", "")),
+                                   assume_onehot=assume_onehot,
+                                   forward_conv_gradients=forward_conv_gradients, name=self.name)
+            h, w = cfg.image_size
+            plain.build((1, h, w, cfg.semantic_nc))
+        finally:
+            keras.mixed_precision.set_global_policy(old_policy)
         for dst, src in zip(_leaf_layers(plain), _leaf_layers(self), strict=True):
             if isinstance(src, SpectralNormalization):
                 kernel = keras.ops.convert_to_numpy(src.normalized_kernel(training=False))
@@ -172,6 +195,7 @@ class SPADEGenerator(keras.Model):
 
     def get_config(self):
         return {"config": self.config.to_dict(), "synchronized_bn": self.synchronized_bn,
+                "assume_onehot": self.assume_onehot, "forward_conv_gradients": self.forward_conv_gradients,
                 "name": self.name}
 
     @classmethod

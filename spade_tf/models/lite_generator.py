@@ -22,8 +22,7 @@ from spade_tf.config import SPADEConfig
 from spade_tf.layers.conv import conv2d, dense, kernel_initializer
 from spade_tf.layers.resblock import SPADEResBlock
 from spade_tf.layers.spade import SPADE, nearest_resize
-from spade_tf.layers.spectral_norm import SpectralNormalization
-from spade_tf.models.generator import SPADEGenerator, _leaf_layers, _upsample2x
+from spade_tf.models.generator import SPADEGenerator, _upsample2x
 
 
 def lite_widths(config: SPADEConfig) -> tuple[int, int]:
@@ -40,15 +39,16 @@ class SeparableConv(keras.layers.Layer):
     Input [B, H, W, C] → [B, H, W, filters] ('same' padding, stride 1).
     """
 
-    def __init__(self, filters, kernel_size=3, spectral=False, init_type="xavier", gain=0.02, **kwargs):
+    def __init__(self, filters, kernel_size=3, spectral=False, init_type="xavier", gain=0.02,
+                 forward_gradients=None, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.spectral = filters, kernel_size, spectral
-        self.init_type, self.gain = init_type, gain
+        self.init_type, self.gain, self.forward_gradients = init_type, gain, forward_gradients
         self.depthwise = keras.layers.DepthwiseConv2D(
             kernel_size, padding="same", use_bias=False,
             depthwise_initializer=kernel_initializer(init_type, gain), name="depthwise")
         self.pointwise = conv2d(filters, 1, spectral=spectral, init_type=init_type, gain=gain,
-                                name="pointwise")
+                                name="pointwise", forward_gradients=forward_gradients)
 
     def build(self, input_shape):
         self.depthwise.build(input_shape)
@@ -63,24 +63,28 @@ class SeparableConv(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"filters": self.filters, "kernel_size": self.kernel_size, "spectral": self.spectral,
-                       "init_type": self.init_type, "gain": self.gain})
+                       "init_type": self.init_type, "gain": self.gain,
+                       "forward_gradients": self.forward_gradients})
         return config
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")
 class SeparableSPADE(SPADE):
-    """`SPADE` whose three convs are `SeparableConv`s (the look-up path does not apply)."""
+    """`SPADE` whose three convs are `SeparableConv`s (the look-up path does not apply, so
+    `onehot_channels` and `assume_onehot` are kept for the config only)."""
 
     def __init__(self, norm_nc, norm_type="syncbatch", kernel_size=3, nhidden=128, synchronized=False,
-                 init_type="xavier", init_variance=0.02, onehot_channels=None, **kwargs):
+                 init_type="xavier", init_variance=0.02, onehot_channels=None, assume_onehot=False,
+                 forward_conv_gradients=None, **kwargs):
         keras.layers.Layer.__init__(self, **kwargs)  # SPADE's own convs are replaced, not built
         self.norm_nc, self.onehot_channels, self.norm_type = norm_nc, onehot_channels, norm_type
         self.kernel_size, self.nhidden, self.synchronized = kernel_size, nhidden, synchronized
         self.init_type, self.init_variance = init_type, init_variance
-        self.assume_onehot = False
+        self.assume_onehot, self.forward_conv_gradients = assume_onehot, forward_conv_gradients
         from spade_tf.layers.normalization import param_free_norm
 
-        sep = {"kernel_size": kernel_size, "init_type": init_type, "gain": init_variance}
+        sep = {"kernel_size": kernel_size, "init_type": init_type, "gain": init_variance,
+               "forward_gradients": forward_conv_gradients}
         self.param_free_norm = param_free_norm(norm_type, synchronized, name="param_free_norm")
         self.mlp_shared = SeparableConv(nhidden, name="mlp_shared", **sep)
         self.mlp_gamma = SeparableConv(norm_nc, name="mlp_gamma", **sep)
@@ -98,17 +102,13 @@ class SeparableSPADEResBlock(SPADEResBlock):
     """`SPADEResBlock` with separable conv_0 / conv_1 and `SeparableSPADE` norms (conv_s stays 1x1)."""
 
     def __init__(self, fin, fout, norm_type="syncbatch", kernel_size=3, nhidden=128, spectral=True,
-                 synchronized=False, init_type="xavier", init_variance=0.02, **kwargs):
+                 synchronized=False, init_type="xavier", init_variance=0.02, onehot_channels=None,
+                 assume_onehot=False, forward_conv_gradients=None, **kwargs):
         keras.layers.Layer.__init__(self, **kwargs)
-        self.fin, self.fout = fin, fout
-        self.norm_type, self.kernel_size, self.nhidden = norm_type, kernel_size, nhidden
-        self.spectral, self.synchronized = spectral, synchronized
-        self.init_type, self.init_variance = init_type, init_variance
-        self.learned_shortcut = fin != fout
+        init, spade = self._set_options(fin, fout, norm_type, kernel_size, nhidden, spectral, synchronized,
+                                        init_type, init_variance, onehot_channels, assume_onehot,
+                                        forward_conv_gradients)
         fmiddle = min(fin, fout)
-        init = {"init_type": init_type, "gain": init_variance}
-        spade = {"norm_type": norm_type, "kernel_size": kernel_size, "nhidden": nhidden,
-                 "synchronized": synchronized, "init_type": init_type, "init_variance": init_variance}
         self.conv_0 = SeparableConv(fmiddle, 3, spectral=spectral, name="conv_0", **init)
         self.conv_1 = SeparableConv(fout, 3, spectral=spectral, name="conv_1", **init)
         self.norm_0 = SeparableSPADE(fin, name="norm_0", **spade)
@@ -123,28 +123,29 @@ class LiteSPADEGenerator(SPADEGenerator):
     """SPADE-Lite (see the module docstring). Call, outputs, `folded()` and serialisation as
     `SPADEGenerator`; `config` is the full configuration (netG='spade_lite', width, separable)."""
 
-    def __init__(self, config: SPADEConfig | dict, synchronized_bn: bool = False, seed=None, **kwargs):
+    def __init__(self, config: SPADEConfig | dict, synchronized_bn: bool = False, seed=None,
+                 assume_onehot: bool = False, forward_conv_gradients: bool | None = None, **kwargs):
         keras.Model.__init__(self, **kwargs)
         self.config = config if isinstance(config, SPADEConfig) else SPADEConfig.from_dict(config)
         self.synchronized_bn = synchronized_bn
+        self.assume_onehot, self.forward_conv_gradients = assume_onehot, forward_conv_gradients
         cfg = self.config
         nf, nhidden = lite_widths(cfg)
         self.nf = nf
         self.sh, self.sw = cfg.latent_size
         self.seed_generator = keras.random.SeedGenerator(seed)
         init = {"init_type": cfg.init_type, "gain": cfg.init_variance}
+        conv_init = {**init, "forward_gradients": forward_conv_gradients}
         if cfg.use_vae:
             self.fc = dense(16 * nf * self.sh * self.sw, name="fc", **init)
         else:
-            self.fc = conv2d(16 * nf, 3, name="fc", **init)
+            self.fc = conv2d(16 * nf, 3, name="fc", **conv_init)
         block_class = SeparableSPADEResBlock if cfg.separable else SPADEResBlock
 
+        options = self._block_options(nhidden, lookups=not cfg.separable)  # separable: no look-ups
+
         def block(fin, fout, name):
-            return block_class(
-                fin, fout, norm_type=cfg.spade_param_free_norm, kernel_size=cfg.spade_kernel_size,
-                nhidden=nhidden, spectral=cfg.spectral_G,
-                synchronized=synchronized_bn and cfg.spade_param_free_norm == "syncbatch",
-                init_type=cfg.init_type, init_variance=cfg.init_variance, name=name)
+            return block_class(fin, fout, name=name, **options)
 
         self.head_0 = block(16 * nf, 16 * nf, "head_0")
         self.G_middle_0 = block(16 * nf, 16 * nf, "G_middle_0")
@@ -158,12 +159,7 @@ class LiteSPADEGenerator(SPADEGenerator):
             self.up_4 = block(nf, max(1, nf // 2), "up_4")
             final_nc = max(1, nf // 2)
         self.final_nc = final_nc
-        self.conv_img = conv2d(3, 3, name="conv_img", **init)
-        if not cfg.separable:  # plain SPADE convs: one-hot look-ups as in SPADEGenerator
-            for _, blk, _ in self._blocks():
-                for norm in (blk.norm_0, blk.norm_1, getattr(blk, "norm_s", None)):
-                    if norm is not None:
-                        norm.onehot_channels = cfg.num_label_channels
+        self.conv_img = conv2d(3, 3, name="conv_img", **conv_init)
 
     def call(self, segmap, z=None, training=False, return_intermediates=False):
         cfg = self.config
@@ -185,21 +181,6 @@ class LiteSPADEGenerator(SPADEGenerator):
         intermediates["conv_img"] = x
         x = ops.tanh(ops.cast(x, "float32"))
         return (x, intermediates) if return_intermediates else x
-
-    def folded(self) -> LiteSPADEGenerator:
-        """A copy for inference with spectral norm folded into plain kernels (W / sigma)."""
-        cfg = self.config
-        plain = LiteSPADEGenerator(cfg.replace(norm_G=cfg.norm_G.replace("spectral", "")), name=self.name)
-        h, w = cfg.image_size
-        plain.build((1, h, w, cfg.semantic_nc))
-        for dst, src in zip(_leaf_layers(plain), _leaf_layers(self), strict=True):
-            if isinstance(src, SpectralNormalization):
-                kernel = keras.ops.convert_to_numpy(src.normalized_kernel(training=False))
-                values = [kernel] + ([src.layer.bias.numpy()] if src.layer.use_bias else [])
-                dst.set_weights(values)
-            else:
-                dst.set_weights(src.get_weights())
-        return plain
 
 
 def make_generator(config: SPADEConfig, synchronized_bn: bool = False, seed=None, name: str = "generator"):
