@@ -94,6 +94,17 @@ class SPADEConfig:
     use_ema: bool = False
     ema_decay: float = 0.999
 
+    # Which fields must agree, by purpose (class attributes, not fields); compare two configs with
+    # `differences`. LABEL_KEYS: what the label channels mean. ARCHITECTURE_KEYS: the generator's (and
+    # encoder's) weight shapes; OUR_ARCHITECTURE_KEYS are among them but not official options.
+    # DATA_KEYS: what the data pipeline's photos and label maps look like.
+    LABEL_KEYS = ("label_nc", "contain_dontcare_label", "no_instance")
+    OUR_ARCHITECTURE_KEYS = ("spade_nhidden", "width", "separable")
+    ARCHITECTURE_KEYS = (*LABEL_KEYS, "output_nc", "crop_size", "aspect_ratio", "ngf", "z_dim", "use_vae",
+                         "num_upsampling_layers", "norm_G", "netG", *OUR_ARCHITECTURE_KEYS)
+    DATA_KEYS = ("dataset_mode", "label_nc", "contain_dontcare_label", "crop_size", "load_size",
+                 "aspect_ratio", "preprocess_mode")
+
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> SpadeError:
             return SpadeError(f"config key '{key}': {why}")
@@ -254,6 +265,11 @@ class SPADEConfig:
         if unknown:
             raise SpadeError(f"{source}: unknown config key(s) {unknown}; known keys: {sorted(known)}")
         return cls(**values)
+
+    def differences(self, other: SPADEConfig, keys) -> list[tuple[str, Any, Any]]:
+        """(key, value here, value in `other`) for each of `keys` where the two configs disagree."""
+        pairs = ((k, getattr(self, k), getattr(other, k)) for k in keys)
+        return [(k, mine, theirs) for k, mine, theirs in pairs if mine != theirs]
 
     def replace(self, **changes: Any) -> SPADEConfig:
         return self.from_dict({**self.to_dict(), **changes}, source="override")

@@ -28,6 +28,8 @@ from PIL import Image
 from spade_tf.config import SPADEConfig, load_config
 from spade_tf.data import labels as label_rule
 from spade_tf.data.decode import read_instance_map, read_label_map, read_style_image  # noqa: F401 - API
+from spade_tf.data.images import to_uint8  # noqa: F401 - API (exports and demo build on it)
+from spade_tf.data.preprocess import instance_edges  # noqa: F401 - API
 from spade_tf.errors import SpadeError
 
 
@@ -41,26 +43,6 @@ def z_from_seed(seeds, z_dim: int):
                                           alg="philox")
 
     return tf.map_fn(one, seeds, fn_output_signature=tf.TensorSpec([z_dim], tf.float32))
-
-
-def instance_edges(instance_map):
-    """Official `get_edges`: a pixel is an edge if a 4-neighbour has another instance id.
-
-    instance_map int [B, H, W] → float32 [B, H, W, 1] of 0/1.
-    """
-    t = tf.convert_to_tensor(instance_map)
-    dx = tf.not_equal(t[:, :, 1:], t[:, :, :-1])  # [B, H, W-1]
-    dy = tf.not_equal(t[:, 1:, :], t[:, :-1, :])  # [B, H-1, W]
-    false_col = tf.zeros_like(dx[:, :, :1])
-    false_row = tf.zeros_like(dy[:, :1, :])
-    edge = (tf.concat([false_col, dx], 2) | tf.concat([dx, false_col], 2)
-            | tf.concat([false_row, dy], 1) | tf.concat([dy, false_row], 1))
-    return tf.cast(edge, tf.float32)[..., None]
-
-
-def to_uint8(image):
-    """[-1, 1] float → uint8, rounded (values outside [-1, 1] cannot occur after tanh)."""
-    return tf.cast(tf.round((tf.clip_by_value(image, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
 
 
 # ---- model ------------------------------------------------------------------------------------
@@ -165,7 +147,7 @@ class SpadeModel:
             seed = None
         image = self.synthesize_float(label_maps, z=z, seed=seed, style_image=style_image,
                                       instance_maps=instance_maps)
-        return to_uint8(image).numpy()
+        return np.asarray(to_uint8(image))
 
 
 def _load_keras(path: Path):
@@ -204,11 +186,9 @@ def load_generator(path: str | os.PathLike) -> SpadeModel:
     config_path = folder / "config.json"
     if config_path.exists() and g_path.name == "generator.keras":
         saved = load_config(str(config_path))
-        for key in ("label_nc", "contain_dontcare_label", "no_instance", "use_vae", "crop_size",
-                    "aspect_ratio", "num_upsampling_layers", "ngf", "z_dim"):
-            if getattr(saved, key) != getattr(config, key):
-                raise SpadeError(f"{config_path}: {key}={getattr(saved, key)!r} but {g_path.name} was built "
-                                 f"with {key}={getattr(config, key)!r}; the files do not belong together")
+        for key, there, here in saved.differences(config, SPADEConfig.ARCHITECTURE_KEYS)[:1]:
+            raise SpadeError(f"{config_path}: {key}={there!r} but {g_path.name} was built "
+                             f"with {key}={here!r}; the files do not belong together")
     encoder = None
     e_path = folder / "encoder.keras"
     if config.use_vae and e_path.exists() and g_path.name == "generator.keras":

@@ -93,3 +93,15 @@ def test_presets_make_the_size_they_ask_for():
         assert cfg.image_size == cfg.crop_shape, cfg.name
     wide = get_preset("cityscapes").with_overrides(["aspect_ratio=1.6", "crop_size=512"])
     assert wide.image_size == (320, 512)
+
+
+def test_key_sets_and_differences():
+    """The config owns which keys must agree; `differences` lists (key, here, there) for those only."""
+    tiny, facades = get_preset("tiny"), get_preset("facades")
+    assert set(SPADEConfig.LABEL_KEYS) <= set(SPADEConfig.ARCHITECTURE_KEYS)
+    assert set(SPADEConfig.OUR_ARCHITECTURE_KEYS) <= set(SPADEConfig.ARCHITECTURE_KEYS)
+    arch = SPADEConfig.ARCHITECTURE_KEYS
+    assert tiny.differences(tiny.replace(lr=0.1), arch) == []
+    other = tiny.replace(norm_G="spadeinstance3x3", lr=0.1)
+    assert tiny.differences(other, arch) == [("norm_G", tiny.norm_G, "spadeinstance3x3")]
+    assert tiny.differences(facades, tiny.LABEL_KEYS) == [("label_nc", tiny.label_nc, facades.label_nc)]

@@ -212,3 +212,13 @@ def test_whole_transform_matches_official_pillow_chain_on_real_pair(mode):
     got = (img.numpy() + 1) * 127.5
     assert got.shape == want_photo.shape
     assert np.abs(got - want_photo).mean() < 0.5
+
+
+def test_to_uint8_hand_computed():
+    """round((x + 1) * 127.5), half to even, clipped: -1 → 0, 0 → 127.5 → 128, 0.5 → 191.25 → 191."""
+    from spade_tf.data.images import quantize, to_uint8
+
+    x = np.array([-1.0, 0.0, 0.5, 1.0, -3.0, 2.0], np.float32)
+    assert np.asarray(to_uint8(x)).tolist() == [0, 128, 191, 255, 0, 255]
+    u8, back = quantize(x)
+    assert u8.dtype == np.uint8 and np.allclose(back, u8.astype(np.float32) / 127.5 - 1.0)

@@ -56,7 +56,8 @@ def run(args) -> int:
     from PIL import Image
 
     from spade_tf.config import get_preset
-    from spade_tf.training.callbacks import colorize_labels, sample_grid, to_uint8
+    from spade_tf.data.images import to_uint8
+    from spade_tf.training.callbacks import colorize_labels, sample_grid
     from spade_tf.training.runner import train
 
     out = Path(args.out)
@@ -97,7 +98,7 @@ def run(args) -> int:
     synthesize_files(model, out / "labels", out / "synthesized")
     fakes = np.stack([np.asarray(Image.open(out / "synthesized" / f"scene_{i:02d}.png"))
                       for i in range(len(labels))])
-    grid = sample_grid(colorize_labels(labels, config), fakes, to_uint8(photos))
+    grid = sample_grid(colorize_labels(labels, config), fakes, np.asarray(to_uint8(photos)))
     grid_path = out / "demo_grid.png"
     Image.fromarray(grid).save(grid_path)
 

@@ -28,8 +28,10 @@ _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)$")
 # weight layout depends on REQUIRED (and z_dim with use_vae); the rest fall back to the official
 # parser defaults, which are SPADEConfig's defaults (a test-time options dump has no D or
 # training options).
-REQUIRED = ("label_nc", "contain_dontcare_label", "no_instance", "output_nc", "crop_size", "aspect_ratio",
-            "ngf", "num_upsampling_layers", "norm_G", "use_vae")
+# REQUIRED: SPADEConfig.ARCHITECTURE_KEYS less z_dim (required with use_vae only), netG (checked by
+# _ONLY_SUPPORTED) and the keys that are ours, not official options.
+REQUIRED = tuple(k for k in SPADEConfig.ARCHITECTURE_KEYS
+                 if k not in ("z_dim", "netG", *SPADEConfig.OUR_ARCHITECTURE_KEYS))
 OPTIONAL = ("z_dim", "name", "dataset_mode", "load_size", "preprocess_mode", "no_flip", "init_type",
             "init_variance", "ndf", "num_D", "n_layers_D", "norm_D", "norm_E", "gan_mode", "lambda_feat",
             "lambda_vgg", "lambda_kld", "batchSize", "lr", "beta1", "beta2", "no_TTUR", "niter",

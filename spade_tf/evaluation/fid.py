@@ -220,12 +220,6 @@ def load_image(path) -> np.ndarray:
         raise SpadeError(f"cannot read image {path}: {e}") from e
 
 
-def to_uint8(images) -> np.ndarray:
-    """Generator output in [-1, 1] -> uint8, as saving it to PNG would (round, clip)."""
-    x = np.asarray(images, np.float32)
-    return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def extract_features(images: Iterable[np.ndarray], extractor: FeatureExtractor, batch_size: int = 32,
                      total: int | None = None, progress: bool = True, desc: str = "features") -> np.ndarray:
     """Features [N, dim] of uint8 images [H, W, 3] (consecutive same-size images are batched)."""

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spade_tf.data.images import quantize
 from spade_tf.errors import SpadeError
 
 VARIANTS = {
@@ -131,23 +132,13 @@ def load_arrays(config, split_root, split: str, batch_size: int = 16):
 
 
 # ---- metrics on the validation part ------------------------------------------------------------
-def quantize(images_float) -> tuple[np.ndarray, np.ndarray]:
-    """As if saved to PNG: (uint8 images, the same back in [-1, 1])."""
-    from spade_tf.evaluation.fid import to_uint8
-
-    u8 = to_uint8(images_float)
-    return u8, u8.astype(np.float32) / 127.5 - 1.0
-
-
 def train_segmenter(config, split_root, steps: int, seed: int, cache_dir, progress: bool, width: int = 32):
     """The built-in small segmenter, trained on the split's TRAINING pairs only (cached)."""
     from spade_tf.data import build_dataset
     from spade_tf.evaluation import segmentation as seg
 
-    keys = ("dataset_mode", "label_nc", "contain_dontcare_label", "crop_size", "load_size", "aspect_ratio",
-            "preprocess_mode")
     key_parts = {"train_part": seg.dataset_hash(Path(split_root) / "train"),
-                 "config": {k: getattr(config, k) for k in keys}}
+                 "config": {k: getattr(config, k) for k in config.DATA_KEYS}}
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
 
     def pairs():

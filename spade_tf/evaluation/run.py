@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from spade_tf.data.images import quantize
 from spade_tf.errors import SpadeError
 from spade_tf.evaluation import fid
 
@@ -47,10 +48,9 @@ def data_config(model_config, preset: str | None):
     from spade_tf.config import get_preset
 
     p = get_preset(preset)
-    for key in ("label_nc", "contain_dontcare_label", "no_instance"):
-        if getattr(p, key) != getattr(model_config, key):
-            raise SpadeError(f"preset '{preset}' has {key}={getattr(p, key)!r} but the model was built with "
-                             f"{key}={getattr(model_config, key)!r}: this model does not fit that dataset")
+    for key, there, here in p.differences(model_config, p.LABEL_KEYS)[:1]:
+        raise SpadeError(f"preset '{preset}' has {key}={there!r} but the model was built with "
+                         f"{key}={here!r}: this model does not fit that dataset")
     return dataclasses.replace(model_config, dataset_mode=p.dataset_mode)
 
 
@@ -63,12 +63,6 @@ def _generate(model, labels, edges, seeds):
     return np.asarray(model.generator(semantics, z=z, training=False), np.float32)
 
 
-def _quantized(images_float):
-    """What the images would be after saving as PNG: uint8, and back in [-1, 1]."""
-    u8 = fid.to_uint8(images_float)
-    return u8, u8.astype(np.float32) / 127.5 - 1.0
-
-
 def _segmenter_for(spec, cfg, data_dir, input_range, steps, seed, cache_dir, progress):
     from spade_tf.evaluation import segmentation as seg
 
@@ -77,9 +71,7 @@ def _segmenter_for(spec, cfg, data_dir, input_range, steps, seed, cache_dir, pro
     from spade_tf.data import build_dataset
 
     key_parts = {"data": seg.dataset_hash(data_dir) if data_dir else "embedded-synthetic",
-                 "config": {k: getattr(cfg, k) for k in ("dataset_mode", "label_nc", "contain_dontcare_label",
-                                                         "crop_size", "load_size", "aspect_ratio",
-                                                         "preprocess_mode")}}
+                 "config": {k: getattr(cfg, k) for k in cfg.DATA_KEYS}}
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
 
     def pairs():
@@ -132,8 +124,8 @@ def evaluate_model(model_path, data_dir=None, preset=None, split="val", features
             raise SpadeError(f"the data gives {labels.shape[1:]} label maps but the model makes "
                              f"{tuple(cfg.image_size)}; use a cropping preprocess_mode")
         edges = batch["instance_edges"].numpy()[: len(labels)] if "instance_edges" in batch else None
-        real_u8, real_q = _quantized(batch["image"].numpy()[: len(labels)])
-        fake_u8, fake_q = _quantized(_generate(model, labels, edges, seed + n + np.arange(len(labels))))
+        real_u8, real_q = quantize(batch["image"].numpy()[: len(labels)])
+        fake_u8, fake_q = quantize(_generate(model, labels, edges, seed + n + np.arange(len(labels))))
         real_feats.append(extractor(real_u8))
         fake_feats.append(extractor(fake_u8))
         if seg_model is not None:
@@ -177,7 +169,7 @@ def _diversity(model, batches, k, max_maps, seed, alexnet_weights) -> dict:
     for labels, edges in batches:
         labels = labels[: max_maps - used]
         edges = None if edges is None else edges[: len(labels)]
-        per_k = [_quantized(_generate(model, labels, edges, seed + 10_000 * (j + 1) + used
+        per_k = [quantize(_generate(model, labels, edges, seed + 10_000 * (j + 1) + used
                                       + np.arange(len(labels))))[1] for j in range(k)]
         samples.append(np.stack(per_k, axis=1))  # [B, K, H, W, 3]
         used += len(labels)

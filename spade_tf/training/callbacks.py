@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from spade_tf.data.images import to_uint8
 from spade_tf.training.schedule import learning_rates
 
 
@@ -216,10 +217,9 @@ def colorize_labels(label_map, config) -> np.ndarray:
     return lut[np.asarray(label_map).astype(np.int64)]
 
 
-def to_uint8(images) -> np.ndarray:
-    """[-1, 1] float -> uint8 (round half away, as PIL conversion after (x+1)*127.5)."""
-    scaled = np.nan_to_num((np.asarray(images, np.float32) + 1.0) * 127.5)  # NaN (diverged) -> black
-    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+def _pixels(images) -> np.ndarray:
+    """uint8 NumPy images of [-1, 1] floats; NaN (a diverged network) → black."""
+    return np.asarray(to_uint8(np.nan_to_num(np.asarray(images, np.float32), nan=-1.0)))
 
 
 def sample_grid(label_rgb, fake, real) -> np.ndarray:
@@ -250,9 +250,9 @@ class SampleImages(keras.callbacks.Callback):
             return None
         self.last = step
         _sync(self.model)
-        fake = to_uint8(self.model(self.batch, training=False))
+        fake = _pixels(self.model(self.batch, training=False))
         grid = sample_grid(colorize_labels(self.batch["label_map"], self.config), fake,
-                           to_uint8(self.batch["image"]))
+                           _pixels(self.batch["image"]))
         path = self.out_dir / f"step_{step:08d}.png"
         Image.fromarray(grid).save(path)
         if self.tensorboard_dir is not None:

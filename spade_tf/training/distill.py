@@ -32,7 +32,6 @@ from spade_tf.models.gaugan import GauGAN
 
 DISTILL_LAYERS = ("head_0", "G_middle_1", "up_1", "up_2")
 DISTILL_TERMS = ("G_L1", "G_distill")
-STUDENT_KEYS = ("netG", "width", "separable")
 
 
 def load_teacher(teacher_dir) -> tuple[SPADEConfig, object, object | None]:

@@ -21,10 +21,6 @@ from spade_tf.config import SPADEConfig
 from spade_tf.errors import SpadeError
 
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
-# keys that define network shapes: an imported generator must agree on them
-ARCHITECTURE_KEYS = ("label_nc", "contain_dontcare_label", "no_instance", "output_nc", "crop_size",
-                     "aspect_ratio", "ngf", "z_dim", "use_vae", "num_upsampling_layers", "norm_G",
-                     "spade_nhidden")
 
 
 @dataclasses.dataclass
@@ -104,8 +100,8 @@ def _load_init_networks(init_dir, config):
 
 
 def _check_architecture(source: SPADEConfig, config: SPADEConfig, where) -> None:
-    diffs = [f"{k}: {getattr(source, k)!r} there vs {getattr(config, k)!r} here" for k in ARCHITECTURE_KEYS
-             if getattr(source, k) != getattr(config, k)]
+    diffs = [f"{k}: {there!r} there vs {here!r} here"
+             for k, there, here in source.differences(config, SPADEConfig.ARCHITECTURE_KEYS)]
     if diffs:
         raise SpadeError(f"--init-generator: {where} describes a different network ({'; '.join(diffs)}); "
                          "pass matching --set values")

@@ -1,0 +1,23 @@
+"""The one conversion of generator output to 8-bit pixels (what saving a PNG keeps)."""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+
+def to_uint8(images):
+    """Generator output in [-1, 1] → uint8 `round((x + 1) * 127.5)` (half to even), clipped to [0, 255].
+
+    Any shape, any array the Keras backend takes (NumPy in, a backend tensor out: `np.asarray` it);
+    traceable, so the exported graphs use it too. NaN has no defined result: callers that may see a
+    diverged network (training sample grids) replace it first.
+    """
+    scaled = (ops.cast(images, "float32") + 1.0) * 127.5
+    return ops.cast(ops.round(ops.clip(scaled, 0.0, 255.0)), "uint8")
+
+
+def quantize(images_float) -> tuple[np.ndarray, np.ndarray]:
+    """As if saved to PNG and read back: (uint8 images, the same back in [-1, 1] float32), NumPy."""
+    u8 = np.asarray(to_uint8(images_float))
+    return u8, u8.astype(np.float32) / 127.5 - 1.0
