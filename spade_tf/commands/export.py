@@ -29,7 +29,7 @@ image_float and label_ok (False for a label map with ids the model does not take
 0 .. num_label_channels-1, and 255 with a don't-care label, as everywhere. See docs/serving.md.
 """
 
-FORMATS = ("saved_model", "tflite", "onnx")
+from spade_tf.export import FORMATS  # noqa: E402 - numpy-only import, after the help text
 
 
 def register(subparsers) -> argparse.ArgumentParser:

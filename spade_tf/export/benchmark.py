@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-FORMATS = ("keras_eager", "keras_xla", "saved_model", "tflite_fp32", "tflite_fp16", "tflite_dynamic",
-           "tflite_int8", "onnx")
+RUNTIMES = ("keras_eager", "keras_xla", "saved_model", "tflite_fp32", "tflite_fp16", "tflite_dynamic",
+            "tflite_int8", "onnx")
 
 
 def _timed(fn, runs: int, warmup: int) -> list[float]:
@@ -34,7 +34,7 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def benchmark_export(model, formats=FORMATS, batches=(1, 8), runs: int = 3, warmup: int = 1,
+def benchmark_export(model, formats=RUNTIMES, batches=(1, 8), runs: int = 3, warmup: int = 1,
                      threads: int | None = None, workdir=None, log=print) -> list[dict]:
     """Rows {format, batch, median_s, per_image_s, runs_s, bytes, convert_s} for a SpadeModel."""
     import tensorflow as tf
@@ -91,7 +91,7 @@ def benchmark_export(model, formats=FORMATS, batches=(1, 8), runs: int = 3, warm
             def runner(feed, sess=sess):
                 return onnx.run_onnx(sess, feed)["image"]
         else:
-            raise ValueError(f"unknown format {fmt}; choose from {FORMATS}")
+            raise ValueError(f"unknown format {fmt}; choose from {RUNTIMES}")
         convert_s = time.perf_counter() - start
         for batch in batches:
             feed = tflite.sample_feed(model, batch)
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="latency / size of each export format (prints JSON lines)")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--formats", default=",".join(FORMATS))
+    p.add_argument("--formats", default=",".join(RUNTIMES))
     p.add_argument("--batches", default="1,8")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
