@@ -39,12 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"show TensorFlow's C++ and Python log lines (also: {VERBOSE_ENV}=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"spade_tf.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"spade_tf.commands.{name}":
-                continue  # not built yet
-            raise
+        module = importlib.import_module(f"spade_tf.commands.{name}")
         sub = module.register(subparsers)
         sub.set_defaults(func=module.run)
     return parser

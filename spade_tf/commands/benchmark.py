@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from spade_tf.commands._options import add_overrides, add_preset, config_from
+
 EXAMPLES = """examples:
   # generator inference, ADE20K preset (151 channels, 256x256), batch 1 and 4, several variants,
   # the official PyTorch generator timed in the same invocation (ratios = ours / official)
@@ -37,9 +39,8 @@ variables SPADE_OFFICIAL_DIR, SPADE_TORCH_PYTHON, SPADE_SYNC_BATCHNORM when set.
 
 
 def _common(p: argparse.ArgumentParser, default_variants: str | None) -> None:
-    p.add_argument("--preset", default="ade20k", help="configuration preset (default ade20k)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set crop_size=64 (repeatable)")
+    add_preset(p, default="ade20k")
+    add_overrides(p)
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
     if default_variants is not None:
         p.add_argument("--variants", default=default_variants,
@@ -104,29 +105,15 @@ def register(subparsers) -> argparse.ArgumentParser:
         epilog="example:\n  spade benchmark quality --data ../shared/data/facades/train \\\n"
                "      --out runs/quality --set crop_size=64 --set load_size=72 --steps 1200\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    try:
-        from spade_tf.evaluation.quality import add_arguments
-    except ModuleNotFoundError:  # older installs without the quality module
-        q.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the quality benchmark")
-    else:
-        add_arguments(q)
+    from spade_tf.evaluation.quality import add_arguments
+
+    add_arguments(q)
     return p
 
 
 def _run_quality(args) -> int:
-    import importlib
+    from spade_tf.evaluation import quality
 
-    from spade_tf.errors import SpadeError
-
-    try:
-        quality = importlib.import_module("spade_tf.evaluation.quality")
-    except ModuleNotFoundError as e:
-        if e.name == "spade_tf.evaluation.quality":
-            raise SpadeError("`spade benchmark quality` is not available in this version "
-                             "(spade_tf.evaluation.quality is missing)") from None
-        raise
-    if hasattr(args, "rest"):
-        return int(quality.main(args.rest) or 0)
     argv = " ".join(sys.argv[1:]) if sys.argv else ""
     return int(quality.run_args(args, command=f"spade {argv}".strip()) or 0)
 
@@ -173,7 +160,6 @@ def _interleaved_batch(args, kind, config, batch, variants, rnd, report):
 
 def run(args) -> int:
     from spade_tf.benchmark import machine_info, parse_variant, run_isolated, run_official
-    from spade_tf.config import get_preset
     from spade_tf.errors import SpadeError
 
     if args.bench_command is None:
@@ -185,7 +171,7 @@ def run(args) -> int:
         from spade_tf.commands.distill import run_cost
 
         return run_cost(args)
-    config = get_preset(args.preset).with_overrides(args.overrides)
+    config = config_from(args)
     kind = args.mode if args.bench_command == "official" else args.bench_command
     variants = [] if args.bench_command == "official" else [v.strip() for v in args.variants.split(",")]
     for v in variants:

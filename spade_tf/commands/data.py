@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from spade_tf.commands._options import add_overrides, add_preset, config_from
+
 EXAMPLES = """examples:
   # check every pair (exit status 1 and a list of bad files, grouped by problem, if any)
   spade data validate --preset facades --data facades
@@ -35,13 +37,12 @@ def register(subparsers) -> argparse.ArgumentParser:
                        ("inspect", "counts, class histogram, pipeline throughput")):
         s = sub.add_parser(name, help=text, description=text, epilog=EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        s.add_argument("--preset", required=True, help="ade20k, cocostuff, cityscapes, facades, custom, tiny")
+        add_preset(s, required=True)
         s.add_argument("--data", default=None, required=name == "validate",
                        help="dataset folder" + (" (default: the embedded synthetic dataset)"
                                                 if name == "inspect" else ""))
         s.add_argument("--split", default="train", help="train or val (default: train)")
-        s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set label_nc=20 (repeatable)")
+        add_overrides(s, "override a config value, e.g. --set label_nc=20 (repeatable)")
         s.add_argument("--workers", type=int, default=8, help="reader threads (default 8)")
         if name == "inspect":
             s.add_argument("--batches", type=int, default=30,
@@ -64,9 +65,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from spade_tf.config import get_preset
-
-    return get_preset(args.preset).with_overrides(args.overrides)
+    return config_from(args)
 
 
 def _progress(total, desc):

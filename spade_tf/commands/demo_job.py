@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from spade_tf.commands._options import add_overrides, config_from
+
 EXAMPLES = """examples:
   spade demo-job --out demo_out                 # about 6 minutes on 2 CPU cores
   spade demo-job --out demo_out --minutes 15    # longer training, better pictures
@@ -28,8 +30,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=5.0, help="training time budget (default 5)")
     p.add_argument("--steps", type=int, default=100_000, help="training steps at most (default: time-bound)")
     p.add_argument("--samples", type=int, default=8, help="held-out label maps to synthesize (default 8)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a tiny-preset value")
+    add_overrides(p, "override a tiny-preset value")
     return p
 
 
@@ -55,13 +56,12 @@ def run(args) -> int:
     import numpy as np
     from PIL import Image
 
-    from spade_tf.config import get_preset
     from spade_tf.data.images import to_uint8
     from spade_tf.training.callbacks import colorize_labels, sample_grid
     from spade_tf.training.runner import train
 
     out = Path(args.out)
-    config = get_preset("tiny").with_overrides(args.overrides)
+    config = config_from(args, "tiny")
     t0 = time.perf_counter()
     print(f"[1/3] training the 'tiny' preset on the synthetic landscapes for up to {args.minutes:g} min "
           f"-> {out / 'train'}", flush=True)
@@ -70,25 +70,20 @@ def run(args) -> int:
     print(f"      trained to step {result.final_step} in {time.perf_counter() - t0:.0f} s", flush=True)
 
     exported, failures = {}, []
-    try:
-        from spade_tf.export import export_model
-    except ImportError:
-        export_model = None
-    if export_model is None:
-        print("[2/3] export: spade_tf.export is not installed in this build; skipped", flush=True)
-    else:
-        print(f"[2/3] exporting -> {out / 'export'}", flush=True)
-        for fmt in ("saved_model", "tflite"):
-            try:
-                report = export_model(str(out / "train"), fmt, out / "export", overwrite=True)
-            except Exception as e:  # report, go on with the demo, fail at the end
-                failures.append(f"export {fmt}: {type(e).__name__}: {e}")
-                print(f"      {fmt}: FAILED ({type(e).__name__}: {e})", flush=True)
-                continue
-            exported[fmt] = report["path"]
-            check = report.get("check", {})
-            err = check.get("max_abs", float("nan"))
-            print(f"      {fmt}: {report['path']} (max |error| vs Keras {err:.2e})", flush=True)
+    from spade_tf.export import export_model
+
+    print(f"[2/3] exporting -> {out / 'export'}", flush=True)
+    for fmt in ("saved_model", "tflite"):
+        try:
+            report = export_model(str(out / "train"), fmt, out / "export", overwrite=True)
+        except Exception as e:  # report, go on with the demo, fail at the end
+            failures.append(f"export {fmt}: {type(e).__name__}: {e}")
+            print(f"      {fmt}: FAILED ({type(e).__name__}: {e})", flush=True)
+            continue
+        exported[fmt] = report["path"]
+        check = report.get("check", {})
+        err = check.get("max_abs", float("nan"))
+        print(f"      {fmt}: {report['path']} (max |error| vs Keras {err:.2e})", flush=True)
 
     print(f"[3/3] synthesizing {args.samples} held-out label maps -> {out / 'synthesized'}", flush=True)
     from spade_tf.inference import load_generator, synthesize_files

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from spade_tf.commands._options import PRESET_NAMES, add_overrides, add_preset, config_from
+
 EXAMPLES = """examples:
   # the tiny preset: a teacher from `spade train`, then a student a quarter as wide, separable convs
   spade train --preset tiny --out runs/tiny --steps 300
@@ -40,8 +42,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, default=0.25, help="channel width factor in (0, 1] (default 0.25)")
     p.add_argument("--separable", action="store_true",
                    help="depthwise-separable 3x3 convs in the residual and SPADE branches")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value of the student, e.g. --set batchSize=4 (repeatable)")
+    add_overrides(p, "override a config value of the student, e.g. --set batchSize=4 (repeatable)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, default=None, help="train until this many steps in total")
     length.add_argument("--epochs", type=int, default=None,
@@ -95,9 +96,8 @@ def add_cost_arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", default=None, metavar="M",
                         help="a generator.keras file or model folder (spade train / convert / distill)")
-    source.add_argument("--preset", default=None, help="configuration preset (default ade20k)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value of the preset (repeatable)")
+    add_preset(source, help=f"configuration preset: {PRESET_NAMES} (default ade20k)")
+    add_overrides(p, "override a config value of the preset (repeatable)")
     p.add_argument("--width", type=float, default=None,
                    help="also count the SPADE-Lite generator of this width (side by side)")
     p.add_argument("--separable", action="store_true", help="with --width: depthwise-separable convs")
@@ -106,7 +106,6 @@ def add_cost_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cost(args) -> int:
-    from spade_tf.config import get_preset
     from spade_tf.cost import count_cost, generator_cost, summary
     from spade_tf.errors import SpadeError
 
@@ -120,7 +119,7 @@ def run_cost(args) -> int:
                       "semantic_nc": config.semantic_nc, "netG": config.netG, "width": config.width,
                       "separable": config.separable})
     else:
-        config = get_preset(args.preset or "ade20k").with_overrides(args.overrides)
+        config = config_from(args, args.preset or "ade20k")
         first = generator_cost(config)
         first["source"] = f"preset {args.preset or 'ade20k'}"
     rows = [first]

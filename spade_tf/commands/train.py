@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from spade_tf.commands._options import add_overrides, add_preset, config_from
+
 EXAMPLES = """examples:
   # a few minutes on a CPU: the tiny preset on the embedded synthetic dataset
   spade train --preset tiny --out runs/tiny --steps 300
@@ -44,11 +46,10 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", required=True, help="ade20k, cocostuff, cityscapes, facades, custom, tiny")
+    add_preset(p, required=True)
     p.add_argument("--data", default=None, help="dataset folder (default: the embedded synthetic dataset)")
     p.add_argument("--out", required=True, help="output folder (also where training resumes from)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set batchSize=4 --set lambda_vgg=0 (repeatable)")
+    add_overrides(p, "override a config value, e.g. --set batchSize=4 --set lambda_vgg=0 (repeatable)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, default=None, help="train until this many steps in total")
     length.add_argument("--epochs", type=int, default=None,
@@ -117,10 +118,9 @@ def run(args) -> int:
         from spade_tf.commands.synthesize import _select_backend
 
         _select_backend(args.backend, "train")  # before anything imports keras
-    from spade_tf.config import get_preset
     from spade_tf.training.runner import train
 
-    config = get_preset(args.preset).with_overrides(args.overrides)
+    config = config_from(args)
     mixed_precision, jit_compile = resolve_defaults(args.mixed_precision, args.jit_compile, args.run_eagerly)
     result = train(config, args.out, data_dir=args.data, steps=args.steps, epochs=args.epochs,
                    steps_per_epoch=args.steps_per_epoch, save_every=args.save_every,
