@@ -15,7 +15,7 @@ from keras import ops
 import spade_tf.models.discriminator as discriminator
 from spade_tf.config import get_preset
 from spade_tf.models import build_networks
-from spade_tf.models.gaugan import GauGAN
+from spade_tf.training.gaugan import GauGAN
 from spade_tf.training.runner import build_train_dataset
 
 

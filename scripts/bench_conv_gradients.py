@@ -23,7 +23,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from spade_tf.benchmark import time_calls
+    from spade_tf.benchmarks.speed import time_calls
     from spade_tf.layers.conv import same_conv
 
     def median_time(fn):

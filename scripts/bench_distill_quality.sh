@@ -20,7 +20,7 @@ NGF=${NGF:-32}; VAL=${VAL:-0.15}; SEG_STEPS=${SEG_STEPS:-1000}
 PY=${PY:-.venv/bin/python}; SPADE=${SPADE:-.venv/bin/spade}
 SEP=(); SEPSET=false; if [ "$SEPARABLE" = 1 ]; then SEP=(--separable); SEPSET=true; fi
 
-"$PY" -c "import sys; from spade_tf.config import get_preset; from spade_tf.evaluation.quality import make_split; \
+"$PY" -c "import sys; from spade_tf.config import get_preset; from spade_tf.benchmarks.quality import make_split; \
 r, i = make_split(get_preset('facades'), sys.argv[1], sys.argv[2], float(sys.argv[3]), 0); \
 print(r, i['n_train'], 'train /', i['n_val'], 'val', file=sys.stderr)" "$DATA" "$OUT" "$VAL"
 D="$OUT/split"

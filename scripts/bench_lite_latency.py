@@ -2,7 +2,7 @@
 """SPADE-Lite int8 TFLite latency vs the official PyTorch generator, interleaved, in one invocation.
 
 At ADE20K size (256², 151 classes), random weights. Each student is converted to int8 TFLite once
-(calibrated on 8 random blocky label maps, as spade_tf.export.benchmark does), then ROUNDS times:
+(calibrated on 8 random blocky label maps, as spade_tf.benchmarks.export does), then ROUNDS times:
 every student is timed (LiteRT, XNNPACK, batch 1, --threads threads) and the official generator is
 timed in a subprocess (scripts/bench_official_torch.py, its own venv), so the two see the same load.
 Prints one JSON line per measurement and a summary line; load averages are recorded.
@@ -35,10 +35,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
 
+    from spade_tf.benchmarks.export import _timed
     from spade_tf.config import get_preset
     from spade_tf.cost import generator_cost, summary
     from spade_tf.export import tflite
-    from spade_tf.export.benchmark import _timed
     from spade_tf.inference import from_networks
     from spade_tf.models import make_generator
 

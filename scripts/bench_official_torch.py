@@ -97,7 +97,7 @@ def _install_sync_batchnorm(official_dir, sync_dir):
 
 def _timed(fn, warmup, runs, serve=False):
     """warmup + runs calls; serve: after warm-up, one timed call per "run" line on stdin until "done"
-    (the protocol of spade_tf.benchmark.time_calls, which alternates this process with ours)."""
+    (the protocol of spade_tf.benchmarks.speed.time_calls, which alternates this process with ours)."""
     first = None
     for i in range(warmup):
         start = time.perf_counter()

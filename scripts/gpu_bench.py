@@ -211,7 +211,7 @@ def _our_times(config, kind, batch, args) -> dict:
         run = folded.inference_function(jit_compile=True)
         return {**_times(lambda: run(semantics), jax.block_until_ready, args.warmup, args.runs),
                 **_macs(folded)}
-    from spade_tf.models.gaugan import GauGAN
+    from spade_tf.training.gaugan import GauGAN
 
     g, d, e = build_networks(config)
     model = GauGAN(config, g, d, e, seed=0)

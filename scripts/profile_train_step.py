@@ -56,10 +56,10 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from spade_tf.benchmark import _inputs, time_calls
+    from spade_tf.benchmarks.speed import _inputs, time_calls
     from spade_tf.config import get_preset
     from spade_tf.models import build_networks, make_semantics
-    from spade_tf.models.gaugan import GauGAN
+    from spade_tf.training.gaugan import GauGAN
 
     config = get_preset(args.preset).replace(lambda_vgg=0.0, batchSize=args.batch)
     keras.utils.set_random_seed(0)

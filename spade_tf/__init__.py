@@ -20,8 +20,8 @@ from spade_tf.errors import SpadeError  # noqa: E402
 __all__ = ["PRESETS", "SPADEConfig", "SpadeError", "get_preset", "__version__"]
 
 # Modules whose import registers Keras classes (register_keras_serializable, package "spade_tf").
-KERAS_MODULES = ("spade_tf.layers", "spade_tf.models", "spade_tf.models.gaugan",
-                 "spade_tf.evaluation.alexnet", "spade_tf.evaluation.lpips", "spade_tf.evaluation.inception",
+KERAS_MODULES = ("spade_tf.layers", "spade_tf.models", "spade_tf.training.gaugan",
+                 "spade_tf.backbones.alexnet", "spade_tf.evaluation.lpips", "spade_tf.backbones.inception",
                  "spade_tf.training.distill")
 
 

@@ -120,7 +120,7 @@ def convert_lpips_alex(sources: list[Path], out: Path) -> None:
     LPIPS's `lin{i}.model.1.weight`), scaling.shift / scaling.scale. The files are read with the
     package's safe .pth reader (no pickle code runs).
     """
-    from spade_tf.convert.pth import load_state_dict
+    from spade_tf.pth import load_state_dict
 
     alexnet_pth, heads_pth = sources
     trunk = load_state_dict(alexnet_pth)
@@ -138,7 +138,7 @@ def convert_lpips_alex(sources: list[Path], out: Path) -> None:
             raise SpadeError(f"{heads_pth}: no tensor '{key}'; is this LPIPS's weights/v0.1/alex.pth?")
         arrays[f"lin{i}.weight"] = np.asarray(heads[key], np.float32)
     arrays["scaling.shift"], arrays["scaling.scale"] = LPIPS_SHIFT, LPIPS_SCALE
-    from spade_tf.evaluation.alexnet import check_alexnet_arrays
+    from spade_tf.backbones.alexnet import check_alexnet_arrays
 
     check_alexnet_arrays(arrays, str(out))
     np.savez(out, **arrays)

@@ -73,7 +73,7 @@ def test_mismatched_options_name_the_tensors(official_dir, tmp_path):
 
 
 def test_unexpected_and_missing_tensors_are_listed(official_dir, tmp_path):
-    from spade_tf.convert.pth import load_state_dict
+    from spade_tf.pth import load_state_dict
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()

@@ -43,13 +43,13 @@ def stand_in_weights(arch):
 
 @pytest.fixture(scope="module")
 def model(arch):
-    from spade_tf.evaluation.inception import FIDInceptionV3
+    from spade_tf.backbones.inception import FIDInceptionV3
 
     return FIDInceptionV3(stand_in_weights(arch))
 
 
 def test_state_dict_names_and_shapes_match_pytorch_fid(arch):
-    from spade_tf.evaluation.inception import state_dict_spec
+    from spade_tf.backbones.inception import state_dict_spec
 
     assert state_dict_spec() == [(n, tuple(s)) for n, s in arch["state_dict"]]
 
@@ -67,7 +67,7 @@ def test_pool3_matches_pytorch_fid_with_stand_in_weights(model, size):
 
 
 def test_missing_weights_message_says_where_to_get_them(tmp_path):
-    from spade_tf.evaluation.inception import FIDInceptionV3
+    from spade_tf.backbones.inception import FIDInceptionV3
 
     for weights in (None, tmp_path / "pt_inception-2015-12-05-6726825d.pth"):  # None: offline, empty cache
         with pytest.raises(SpadeError) as e:
@@ -78,7 +78,7 @@ def test_missing_weights_message_says_where_to_get_them(tmp_path):
 
 
 def test_pth_with_wrong_sha256_is_refused(tmp_path):
-    from spade_tf.evaluation.inception import load_inception_weights
+    from spade_tf.backbones.inception import load_inception_weights
 
     bad = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     bad.write_bytes(b"truncated download" * 100)
@@ -87,7 +87,7 @@ def test_pth_with_wrong_sha256_is_refused(tmp_path):
 
 
 def test_npz_is_checked_by_its_tensors_not_by_what_it_says(tmp_path, arch, monkeypatch):
-    from spade_tf.evaluation import inception
+    from spade_tf.backbones import inception
     from spade_tf.weights import tensor_digest
 
     state = stand_in_weights(arch)

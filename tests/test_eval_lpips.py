@@ -29,7 +29,7 @@ def ref():
 
 
 def test_missing_weights_raise_spade_error_naming_the_env_var(tmp_path, monkeypatch):
-    from spade_tf.evaluation.alexnet import AlexNetFeatures
+    from spade_tf.backbones.alexnet import AlexNetFeatures
 
     missing = tmp_path / "nope.npz"
     monkeypatch.setenv("SPADE_ALEXNET_WEIGHTS", str(missing))
@@ -42,7 +42,7 @@ def test_missing_weights_raise_spade_error_naming_the_env_var(tmp_path, monkeypa
 
 def test_default_weights_never_come_from_a_shared_folder(monkeypatch):
     """No path, no variable, empty cache, downloading off: an error naming the published files."""
-    from spade_tf.evaluation.alexnet import AlexNetFeatures
+    from spade_tf.backbones.alexnet import AlexNetFeatures
 
     monkeypatch.delenv("SPADE_ALEXNET_WEIGHTS", raising=False)
     with pytest.raises(SpadeError) as e:
@@ -95,7 +95,7 @@ def test_alexnet_perceptual_loss_gradient_is_finite_where_features_are_zero():
     """The perceptual loss's own path (relu maps that are all zero at some pixels), under XLA."""
     from keras import ops
 
-    from spade_tf.perceptual import PerceptualLoss
+    from spade_tf.training.perceptual import PerceptualLoss
 
     loss = PerceptualLoss(lambda x: [ops.relu(x), ops.relu(-x)], "alexnet",
                           [np.ones(3, np.float32), np.full(3, 0.5, np.float32)], lambda_vgg=10.0)
@@ -111,7 +111,7 @@ def test_alexnet_perceptual_loss_gradient_is_finite_where_features_are_zero():
 def test_alexnet_features_shapes_and_frozen():
     import keras
 
-    from spade_tf.evaluation.alexnet import AlexNetFeatures
+    from spade_tf.backbones.alexnet import AlexNetFeatures
 
     net = AlexNetFeatures(WEIGHTS)
     assert not net.trainable and net.trainable_weights == []

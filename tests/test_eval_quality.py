@@ -1,4 +1,4 @@
-"""`spade benchmark quality` (spade_tf.evaluation.quality): split, whole pipeline on a micro budget."""
+"""`spade benchmark quality` (spade_tf.benchmarks.quality): split, whole pipeline on a micro budget."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spade_tf.benchmarks import quality
 from spade_tf.errors import SpadeError
-from spade_tf.evaluation import quality
 
 SHARED = Path(__file__).parents[2] / "shared"
 ALEX = SHARED / "weights" / "lpips_alex_v0.1.npz"

@@ -23,7 +23,7 @@ def batch(config, n=2, seed=0):
 
 def make_model(config, **kwargs):
     from spade_tf.models import build_networks
-    from spade_tf.models.gaugan import GauGAN
+    from spade_tf.training.gaugan import GauGAN
 
     g, d, e = build_networks(config)
     model = GauGAN(config, g, d, e, kwargs.pop("perceptual", None), **kwargs)
@@ -40,7 +40,7 @@ def max_diff(a, b):
 
 
 def test_default_optimizers_are_official():
-    from spade_tf.models.gaugan import default_optimizers
+    from spade_tf.training.gaugan import default_optimizers
 
     g, d = default_optimizers(get_preset("tiny"))
     assert (float(g.learning_rate), float(d.learning_rate)) == pytest.approx((1e-4, 4e-4))
@@ -54,9 +54,9 @@ def _manual_step(config, g, d, data, fresh_fake=True):
     """The official iteration written out: G step on GAN + feature matching, then D on a new fake."""
     import tensorflow as tf
 
-    from spade_tf import losses
     from spade_tf.models import make_semantics
-    from spade_tf.models.gaugan import default_optimizers
+    from spade_tf.training import losses
+    from spade_tf.training.gaugan import default_optimizers
 
     opt_g, opt_d = default_optimizers(config)
     sem = make_semantics(data["label_map"], config)
@@ -121,7 +121,7 @@ def test_d_steps_per_g_skips_generator_steps():
 
 
 def test_vae_kld_and_perceptual_terms_are_trained_and_tracked():
-    from spade_tf.perceptual import PerceptualLoss
+    from spade_tf.training.perceptual import PerceptualLoss
 
     class MeanAbs:  # a stand-in backbone: one "feature map", the image itself
         def __call__(self, x):
@@ -204,7 +204,7 @@ def test_finetune_from_official_checkpoint_with_fresh_discriminator():
     from pathlib import Path
 
     from spade_tf.models import build_networks
-    from spade_tf.models.gaugan import GauGAN
+    from spade_tf.training.gaugan import GauGAN
     from spade_tf.training.runner import _copy_weights, _load_init_networks
 
     folder = Path(__file__).parents[2] / "shared" / "fixtures" / "official_spade" / "tiny_seg"

@@ -176,7 +176,7 @@ def test_resblock_shapes_roundtrip_and_shortcut(fin, fout):
 
 # Modules of layers/ and models/ that may import TensorFlow, each with the reason. Nothing else may.
 TENSORFLOW_MODULES = {
-    "spade_tf.models.gaugan": "the TensorFlow training model (train_step with tf.GradientTape, "
+    "spade_tf.training.gaugan": "the TensorFlow training model (train_step with tf.GradientTape, "
                               "tf.distribute); its backend-neutral parts are being split out (issue 18.3)",
 }
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spade_tf import losses
+from spade_tf.training import losses
 
 SHARED = Path(__file__).parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "official_spade"
@@ -141,7 +141,7 @@ def test_alexnet_perceptual_loss_is_lpips_times_lambda():
     if not ref_path.exists() or not weights.exists():
         pytest.skip(f"LPIPS fixtures/weights not found under {SHARED}")
     from spade_tf.config import get_preset
-    from spade_tf.perceptual import build_perceptual_loss
+    from spade_tf.training.perceptual import build_perceptual_loss
 
     ref = np.load(ref_path)
     p0 = ref["p0_64"][:6].astype(np.float32) / 127.5 - 1
@@ -158,7 +158,7 @@ def test_vgg19_backbone_from_local_weights_file(tmp_path):
     """`--vgg-weights PATH` loads a Keras VGG19 weights file; features are taken at relu{1..5}_1."""
     import keras
 
-    from spade_tf.perceptual import VGG_LAYERS, build_vgg19_features, vgg_preprocess
+    from spade_tf.backbones.vgg19 import VGG_LAYERS, build_vgg19_features, vgg_preprocess
 
     keras.utils.set_random_seed(0)
     reference = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
@@ -182,7 +182,7 @@ def test_vgg19_backbone_from_local_weights_file(tmp_path):
 
 
 def test_vgg_preprocess_is_caffe_bgr_mean_subtracted():
-    from spade_tf.perceptual import vgg_preprocess
+    from spade_tf.backbones.vgg19 import vgg_preprocess
 
     x = np.array([[[[1.0, -1.0, 0.0]]]], np.float32)  # RGB = (255, 0, 127.5)
     np.testing.assert_allclose(np.asarray(vgg_preprocess(x))[0, 0, 0],
@@ -192,7 +192,7 @@ def test_vgg_preprocess_is_caffe_bgr_mean_subtracted():
 def test_missing_perceptual_weights_stop_with_instructions(tmp_path):
     from spade_tf.config import get_preset
     from spade_tf.errors import SpadeError
-    from spade_tf.perceptual import build_perceptual_loss
+    from spade_tf.training.perceptual import build_perceptual_loss
 
     cfg = get_preset("tiny").replace(perceptual_backbone="vgg19", lambda_vgg=10.0)
     for kwargs in ({"weights": tmp_path / "missing.h5"}, {"weights": None, "allow_download": False}):
@@ -209,7 +209,7 @@ def test_perceptual_backbone_stays_float32_under_mixed_precision():
     import keras
 
     from spade_tf.config import get_preset
-    from spade_tf.perceptual import build_perceptual_loss
+    from spade_tf.training.perceptual import build_perceptual_loss
 
     weights = SHARED / "weights" / "lpips_alex_v0.1.npz"
     if not weights.exists():

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spade_tf.convert.pth import load_state_dict
 from spade_tf.errors import SpadeError
+from spade_tf.pth import load_state_dict
 
 OFFICIAL = Path(__file__).parents[2] / "shared" / "fixtures" / "official_spade"
 BUFFERS = ("weight_u", "weight_v", "running_mean", "running_var", "num_batches_tracked")
@@ -140,7 +140,7 @@ def test_discriminator_values_reproduce_official_features(official, folder):
 
 def test_reader_never_imports_torch(official):
     code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
-            "from spade_tf.convert.pth import load_state_dict\n"
+            "from spade_tf.pth import load_state_dict\n"
             f"assert len(load_state_dict({str(official / 'tiny_seg' / 'latest_net_D.pth')!r})) == 26\n"
             f"assert len(load_state_dict({str(official / 'tiny_vae' / 'latest_net_D.pth')!r})) == 26\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -424,7 +424,7 @@ CONTROLS: list[tuple] = [
 
 CHILD = r"""
 import hashlib, json, resource, sys
-from spade_tf.convert.pth import load_state_dict
+from spade_tf.pth import load_state_dict
 from spade_tf.errors import SpadeError
 
 cfg = json.loads(sys.argv[1])
@@ -534,7 +534,7 @@ def test_official_checkpoints_are_bit_identical_after_the_corpus(run):
 
 def test_official_digest_in_child_matches_this_process(run):
     # the child's digest is of the real tensors: recompute one here with a plain load
-    from spade_tf.convert.pth import load_state_dict
+    from spade_tf.pth import load_state_dict
 
     path = OFFICIAL / OFFICIAL_FILES[1]
     if not path.is_file():

@@ -29,7 +29,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import keras
     from spade_tf.config import get_preset
     from spade_tf.models import build_networks
-    from spade_tf.models.gaugan import GauGAN
+    from spade_tf.training.gaugan import GauGAN
 
     config = get_preset("tiny").with_overrides(json.loads(sys.argv[1]))
     rng = np.random.default_rng(0)

@@ -81,7 +81,7 @@ def test_d_steps_per_g_counts_the_batch_index_within_the_epoch():
     i restarting at 0 every epoch."""
     from spade_tf.config import get_preset
     from spade_tf.models import build_networks
-    from spade_tf.models.gaugan import GauGAN
+    from spade_tf.training.gaugan import GauGAN
 
     config = get_preset("tiny").with_overrides(["D_steps_per_G=2"])
     g, d, e = build_networks(config)
@@ -101,7 +101,7 @@ def test_optimizers_update_as_torch_adam():
     import keras
 
     from spade_tf.config import get_preset
-    from spade_tf.models.gaugan import default_optimizers
+    from spade_tf.training.gaugan import default_optimizers
 
     g_opt, d_opt = default_optimizers(get_preset("tiny"))
     assert g_opt.epsilon == d_opt.epsilon == 1e-8

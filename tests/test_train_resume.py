@@ -151,8 +151,7 @@ def test_non_finite_weights_with_finite_losses_are_not_saved(tmp_path, monkeypat
     makes D's weights and Adam slots NaN; that state must not become the last good checkpoint."""
     import tensorflow as tf
 
-    from spade_tf.models import gaugan
-
+    from spade_tf.training import gaugan
     original = gaugan.default_optimizers
 
     def poisoned(config):

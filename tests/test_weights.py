@@ -247,7 +247,7 @@ def test_lpips_alex_npz_is_made_once_from_the_published_files(cache, server, mon
         build=W.convert_lpips_alex)
     monkeypatch.setattr(W, "LPIPS_ALEX", spec)
     monkeypatch.setenv("SPADE_WEIGHTS_URL_BASE", base)
-    from spade_tf.evaluation.alexnet import load_alexnet_npz
+    from spade_tf.backbones.alexnet import load_alexnet_npz
 
     got = load_alexnet_npz()  # no path, no variable, empty cache: fetched and converted
     assert (cache / "lpips_alex_v0.1.npz").is_file()

@@ -179,7 +179,7 @@ def replay(folder, iterations=3, run_eagerly=True):
     import keras
 
     from spade_tf.convert.official import load_official
-    from spade_tf.models.gaugan import GauGAN
+    from spade_tf.training.gaugan import GauGAN
 
     k3 = np.load(folder / "train_k3.npz")
     config, g, d, e = load_official(folder)

@@ -98,28 +98,27 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     add_cost_arguments(c)
     q = sub.add_parser(
-        "quality", help="image quality benchmark (spade_tf.evaluation.quality)",
+        "quality", help="image quality benchmark (spade_tf.benchmarks.quality)",
         description="Train variants (baseline, lambda_vgg=0, EMA) on a held-out split and record FD/KID "
                     "(AlexNet features), mIoU with the built-in segmenter and LPIPS diversity against "
                     "steps; see docs/benchmarks.md.",
         epilog="example:\n  spade benchmark quality --data ../shared/data/facades/train \\\n"
                "      --out runs/quality --set crop_size=64 --set load_size=72 --steps 1200\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    from spade_tf.evaluation.quality import add_arguments
+    from spade_tf.benchmarks.quality import add_arguments
 
     add_arguments(q)
     return p
 
 
 def _run_quality(args) -> int:
-    from spade_tf.evaluation import quality
-
+    from spade_tf.benchmarks import quality
     argv = " ".join(sys.argv[1:]) if sys.argv else ""
     return int(quality.run_args(args, command=f"spade {argv}".strip()) or 0)
 
 
 def _summary_row(batch, variant, result, official):
-    from spade_tf.benchmark import compare
+    from spade_tf.benchmarks.speed import compare
 
     if "error" in result:
         return {"batch": batch, "variant": variant, "error": result["error"]}
@@ -136,7 +135,7 @@ def _summary_row(batch, variant, result, official):
 
 
 def _interleaved_batch(args, kind, config, batch, variants, rnd, report):
-    from spade_tf.benchmark import run_interleaved, run_official
+    from spade_tf.benchmarks.official import run_interleaved, run_official
 
     official_cmd = run_official(kind, config, batch, args.official, args.torch_python, args.sync_batchnorm,
                                 warmup=args.warmup, runs=args.runs, seed=args.seed, threads=args.threads,
@@ -159,7 +158,8 @@ def _interleaved_batch(args, kind, config, batch, variants, rnd, report):
 
 
 def run(args) -> int:
-    from spade_tf.benchmark import machine_info, parse_variant, run_isolated, run_official
+    from spade_tf.benchmarks.official import run_official
+    from spade_tf.benchmarks.speed import machine_info, parse_variant, run_isolated
     from spade_tf.errors import SpadeError
 
     if args.bench_command is None:

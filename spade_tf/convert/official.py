@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from spade_tf.config import SPADEConfig
-from spade_tf.convert.pth import load_state_dict
 from spade_tf.errors import SpadeError
 from spade_tf.layers.normalization import BatchNorm
 from spade_tf.layers.spectral_norm import SpectralNormalization
+from spade_tf.pth import load_state_dict
 
 # tensors the official code stores that carry no information for us
 _IGNORED_SUFFIXES = (".num_batches_tracked",)

@@ -12,7 +12,7 @@ and nothing else. ADE20K (label_nc=150 + don't care = 151 channels) therefore ta
 
 Every path uses this module, so they all accept the same ids and refuse the others with the same
 message (`message`): the data pipeline (`decode.check_label_values`, the TFDS source in
-`pipeline.py`), `spade synthesize` / `SpadeModel` (`inference.py`), the SavedModel's in-graph
+`pipeline.py`), `spade synthesize` / `SpadeModel` (`inference/model.py`), the SavedModel's in-graph
 asserts and the TFLite / ONNX `label_ok` output (`export/saved_model.py`), and the web demo.
 
 NumPy versions (`invalid_ids`, `check_ids`, `to_channels`, `check_label_ok` for the exported

@@ -154,7 +154,7 @@ class FeatureExtractor:
 
 def inception_extractor(weights_path, verify: bool = True) -> FeatureExtractor:
     """pytorch-fid's pool3 features; images go in as uint8 / 255 (as pytorch-fid feeds them)."""
-    from spade_tf.evaluation.inception import FIDInceptionV3, resolve_inception_weights, sha256_of
+    from spade_tf.backbones.inception import FIDInceptionV3, resolve_inception_weights, sha256_of
 
     weights_path = resolve_inception_weights(weights_path)
     net = FIDInceptionV3(str(weights_path), verify=verify)
@@ -169,8 +169,8 @@ def alexnet_extractor(weights_path=None) -> FeatureExtractor:
     """LPIPS-alex relu5, global-average-pooled (256-d), on images resized to 224x224 (bilinear)."""
     import keras
 
-    from spade_tf.evaluation.alexnet import AlexNetFeatures, resolve_alexnet_weights
-    from spade_tf.evaluation.inception import sha256_of
+    from spade_tf.backbones.alexnet import AlexNetFeatures, resolve_alexnet_weights
+    from spade_tf.backbones.inception import sha256_of
 
     path = resolve_alexnet_weights(weights_path)
     net = AlexNetFeatures(path)

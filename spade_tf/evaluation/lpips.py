@@ -14,8 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from spade_tf.backbones.alexnet import RELU_CHANNELS, AlexNetFeatures, load_alexnet_npz
 from spade_tf.errors import SpadeError
-from spade_tf.evaluation.alexnet import RELU_CHANNELS, AlexNetFeatures, load_alexnet_npz
 
 
 def unit_normalize(f, eps: float = 1e-10):

@@ -1,2 +1,2 @@
-"""Training orchestration around `spade_tf.models.gaugan.GauGAN`: schedule, checkpoints, callbacks,
+"""Training orchestration around `spade_tf.training.gaugan.GauGAN`: schedule, checkpoints, callbacks,
 distribution, and `runner.train` (what `spade train` calls)."""

@@ -28,7 +28,7 @@ from keras import ops
 
 from spade_tf.config import SPADEConfig, load_config
 from spade_tf.errors import SpadeError
-from spade_tf.models.gaugan import GauGAN
+from spade_tf.training.gaugan import GauGAN
 
 DISTILL_LAYERS = ("head_0", "G_middle_1", "up_1", "up_2")
 DISTILL_TERMS = ("G_L1", "G_distill")
@@ -158,8 +158,7 @@ class DistillGAN(GauGAN):
         return {"distill_maps": [w.value for w in self.feature_maps.weights]}
 
     def generator_losses(self, semantics, real, training=True):
-        from spade_tf import losses
-
+        from spade_tf.training import losses
         cfg = self.config
         gb = self._global_batch(ops.shape(real)[0])
         t_fake, t_feats = self.teacher(semantics, training=False, return_intermediates=True)

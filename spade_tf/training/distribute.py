@@ -4,7 +4,7 @@
 Everything (networks, optimizers, GauGAN) is created under `strategy.scope()`; `model.fit` then
 splits each global batch over the replicas. Batch norm in the generator is synchronised across
 replicas when there is more than one (`build_networks(..., synchronized_bn=True)`), the losses
-are scaled by the global batch (see `spade_tf.losses`), and each replica draws its own noise.
+are scaled by the global batch (see `spade_tf.training.losses`), and each replica draws its own noise.
 """
 
 from __future__ import annotations

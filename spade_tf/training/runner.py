@@ -156,10 +156,10 @@ def train(config: SPADEConfig, out_dir, data_dir=None, steps: int | None = None,
 
     from spade_tf.data import reraise_data_errors
     from spade_tf.models import build_networks
-    from spade_tf.models.gaugan import GauGAN
-    from spade_tf.perceptual import build_perceptual_loss
     from spade_tf.training import callbacks as cb
     from spade_tf.training.checkpoints import CHECKPOINT_DIR, check_config_matches, write_config
+    from spade_tf.training.gaugan import GauGAN
+    from spade_tf.training.perceptual import build_perceptual_loss
     from spade_tf.training.schedule import StepLearningRateSchedule
 
     backend = keras.backend.backend()

@@ -1,6 +1,6 @@
 """Request latency of `spade demo` over loopback: p50 / p95 under 1, 4, 16 concurrent clients.
 
-    python -m spade_tf.demo.bench --model demo_out/train --runtime keras --clients 1 4 16 --requests 8
+    python -m spade_tf.benchmarks.demo --model demo_out/train --runtime keras --clients 1 4 16 --requests 8
 
 Starts `spade demo` as a separate process (as a user would run it), waits for it, then each of C
 client threads sends a fixed number of requests back to back (a bounded loop: no open-loop load

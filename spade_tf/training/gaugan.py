@@ -19,7 +19,7 @@ under TensorFlow gradients come from `tf.GradientTape` (`_tf_gradients`) and ran
 imported by the backend that uses them.
 
 Under a `tf.distribute` strategy each replica scales its mean losses by the GLOBAL batch size
-(`spade_tf.losses`), the optimizers sum the replicas' gradients, so one step equals a single-device
+(`spade_tf.training.losses`), the optimizers sum the replicas' gradients, so one step equals a single-device
 step on the whole batch. Loss trackers report the global-batch values.
 """
 
@@ -28,11 +28,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from spade_tf import losses
 from spade_tf.config import SPADEConfig
 from spade_tf.layers.normalization import BatchNorm
 from spade_tf.models.lite_generator import make_generator
 from spade_tf.models.semantics import make_semantics
+from spade_tf.training import losses
 
 G_TERMS = ("G_GAN", "G_GAN_Feat", "G_VGG", "G_KLD")
 D_TERMS = ("D_Fake", "D_real")
@@ -98,7 +98,7 @@ class GauGAN(keras.Model):
     """Trains G (+ E) and D. `fit` takes batches `{"label_map", "image"[, "instance_edges"]}`.
 
     generator / discriminator / encoder: prebuilt networks (e.g. a converted official generator
-    for fine-tuning; D is then fresh). perceptual_loss: `spade_tf.perceptual.PerceptualLoss` or None
+    for fine-tuning; D is then fresh). perceptual_loss: `spade_tf.training.perceptual.PerceptualLoss` or None
     (required when config.lambda_vgg > 0). seed: base of the per-step noise.
 
     steps_per_epoch: batches per epoch, so that `D_steps_per_G` counts the batch index within the
@@ -123,7 +123,7 @@ class GauGAN(keras.Model):
                  **kwargs):
         super().__init__(**kwargs)
         if config.lambda_vgg > 0 and perceptual_loss is None:
-            raise ValueError("config.lambda_vgg > 0 needs a perceptual_loss (spade_tf.perceptual)")
+            raise ValueError("config.lambda_vgg > 0 needs a perceptual_loss (spade_tf.training.perceptual)")
         if config.use_vae and encoder is None:
             raise ValueError("config.use_vae needs an encoder")
         if steps_per_epoch is not None and int(steps_per_epoch) < 1:

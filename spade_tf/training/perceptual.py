@@ -30,14 +30,12 @@ import os
 import keras
 from keras import ops
 
-from spade_tf import losses
+from spade_tf.backbones.vgg19 import VGG_WEIGHTS_FILE
 from spade_tf.errors import SpadeError
 from spade_tf.evaluation.lpips import lpips_from_features
+from spade_tf.training import losses
 
-VGG_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
-VGG_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
-_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
 def no_weights_message(reason: str) -> str:
@@ -46,39 +44,6 @@ def no_weights_message(reason: str) -> str:
             "`train(..., perceptual_weights=PATH)`), or use the LPIPS AlexNet backbone with "
             "`--set perceptual_backbone=alexnet` (lpips_alex_v0.1.npz via --perceptual-weights or "
             "$SPADE_ALEXNET_WEIGHTS, or fetched), or switch the term off with `--set lambda_vgg=0`.")
-
-
-def vgg_preprocess(images):
-    """[B, H, W, 3] RGB in [-1, 1] -> Caffe VGG input: BGR, 0..255, ImageNet mean removed."""
-    x = (ops.cast(images, "float32") + 1.0) * 127.5
-    x = ops.flip(x, axis=-1)
-    return x - ops.convert_to_tensor(_CAFFE_BGR_MEAN, "float32")
-
-
-def build_vgg19_features(weights: str | os.PathLike | None = None,
-                         allow_download: bool = True) -> keras.Model:
-    """Frozen model: images in [-1, 1] -> [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1] (NHWC).
-
-    weights: a local Keras VGG19 (no top) weights file; None: $SPADE_VGG19_WEIGHTS, Keras's cache, or
-    Keras's published file (MD5-checked) when downloading is allowed (`spade_tf.weights`).
-    Raises SpadeError when none works.
-    """
-    from spade_tf.weights import VGG19_NOTOP, resolve
-
-    try:
-        source = str(resolve(VGG19_NOTOP, weights, allow_download))
-    except SpadeError as e:
-        raise SpadeError(no_weights_message(str(e))) from e
-    try:
-        vgg = keras.applications.VGG19(include_top=False, weights=source, input_shape=(None, None, 3))
-    except Exception as e:  # wrong file
-        raise SpadeError(no_weights_message(f"could not load VGG19 weights from '{source}' ({e})")) from e
-    vgg.trainable = False
-    images = keras.Input((None, None, 3))
-    features = keras.Model(vgg.input, [vgg.get_layer(n).output for n in VGG_LAYERS])(vgg_preprocess(images))
-    model = keras.Model(images, features, name="vgg19_features")
-    model.trainable = False
-    return model
 
 
 class PerceptualLoss:
@@ -134,7 +99,7 @@ def build_perceptual_loss(config, weights: str | os.PathLike | None = None,
 
 def _build(config, weights, allow_download):
     if config.perceptual_backbone == "alexnet":
-        from spade_tf.evaluation.alexnet import AlexNetFeatures, load_alexnet_npz, resolve_alexnet_weights
+        from spade_tf.backbones.alexnet import AlexNetFeatures, load_alexnet_npz, resolve_alexnet_weights
 
         try:
             path = resolve_alexnet_weights(weights, allow_download)
@@ -145,5 +110,10 @@ def _build(config, weights, allow_download):
         backbone = AlexNetFeatures(path, name="perceptual_alexnet")
         backbone.trainable = False
         return PerceptualLoss(backbone, "alexnet", heads, config.lambda_vgg)
-    backbone = build_vgg19_features(weights, allow_download=allow_download)
+    from spade_tf.backbones.vgg19 import build_vgg19_features
+
+    try:
+        backbone = build_vgg19_features(weights, allow_download=allow_download)
+    except SpadeError as e:
+        raise SpadeError(no_weights_message(str(e))) from e
     return PerceptualLoss(backbone, "vgg19", VGG_LAYER_WEIGHTS, config.lambda_vgg)

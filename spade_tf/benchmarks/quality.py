@@ -238,9 +238,9 @@ def run_variant(name, config, split_root, steps: int, eval_every: int, seed: int
 
     from spade_tf.data import build_dataset, reraise_data_errors
     from spade_tf.models import build_networks
-    from spade_tf.models.gaugan import GauGAN
-    from spade_tf.perceptual import build_perceptual_loss
     from spade_tf.training import callbacks as cb
+    from spade_tf.training.gaugan import GauGAN
+    from spade_tf.training.perceptual import build_perceptual_loss
     from spade_tf.training.schedule import StepLearningRateSchedule
 
     n_train = len(json.loads((Path(split_root).parent / "split.json").read_text())["train_stems"])
@@ -457,7 +457,7 @@ def run_args(args, command: str = "") -> int:
 
 
 def run_benchmark(args, command: str = "") -> dict:
-    from spade_tf.benchmark import machine_info
+    from spade_tf.benchmarks.speed import machine_info
     from spade_tf.config import get_preset
     from spade_tf.evaluation.fid import alexnet_extractor
 

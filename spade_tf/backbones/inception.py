@@ -179,7 +179,7 @@ def state_dict_spec() -> list[tuple[str, tuple[int, ...]]]:
 # tensors is checked by a digest of the tensors themselves (`weights.tensor_digest`), never by
 # anything the .npz says about itself. That digest of pytorch-fid's state dict is not pinned yet: the
 # file could not be obtained where this was written. Set it by running, on a machine with the
-# verified .pth: `python -c "from spade_tf.evaluation.inception import *; print(tensor_digest_of(PTH))"`.
+# verified .pth: `python -c "from spade_tf.backbones.inception import *; print(tensor_digest_of(PTH))"`.
 # Until then an .npz is accepted for standard FID only with verify=False (wiring checks).
 INCEPTION_TENSORS_SHA256: str | None = None
 
@@ -213,7 +213,7 @@ def resolve_inception_weights(path=None, allow_download: bool = True) -> Path:
 
 def tensor_digest_of(path) -> str:
     """`weights.tensor_digest` of the file's state dict (without `fc.*`, which pool3 does not use)."""
-    from spade_tf.convert.pth import load_state_dict
+    from spade_tf.pth import load_state_dict
     from spade_tf.weights import tensor_digest
 
     state = load_state_dict(path)
@@ -228,7 +228,7 @@ def load_inception_weights(path: str | os.PathLike, verify: bool = True) -> dict
     verify=False accepts any weights of the right shapes (for wiring checks only: such features
     do not give FID).
     """
-    from spade_tf.convert.pth import load_state_dict
+    from spade_tf.pth import load_state_dict
     from spade_tf.weights import PYTORCH_FID_INCEPTION, tensor_digest
 
     path = Path(path)

@@ -2,7 +2,7 @@
 
 `benchmark_export(model, ...)` returns one row per (format, batch): median seconds per call and
 per image over `runs` timed calls after `warmup` untimed ones, and the exported size. The lead's
-`spade benchmark` may call it; `python -m spade_tf.export.benchmark --preset tiny` prints JSON.
+`spade benchmark` may call it; `python -m spade_tf.benchmarks.export --preset tiny` prints JSON.
 """
 
 from __future__ import annotations
