@@ -27,11 +27,11 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
-# The everyday suite (about 10 minutes on 2 cores); the slow tests run in `make test-slow` (CI runs both).
+# The everyday suite (about 12 minutes on 2 cores); the slow tests run in `make test-slow` (CI runs both).
 test: $(STAMP) lint browser
 	$(PY) -m pytest -q --durations=15 -m "not slow" tests
 
-# The longest tests: kill -9 + resume, JAX parity (networks, synthesis, training) and resume, distillation, GPU script.
+# The longest tests: kill -9 + resume, synthesize --backend jax, JAX training resume, distillation, GPU script.
 test-slow: $(STAMP)
 	$(PY) -m pytest -q --durations=10 -m slow tests
 

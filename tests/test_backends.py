@@ -36,7 +36,7 @@ def _need(backend: str):
         pytest.skip(f"{PACKAGES[backend]} is not installed (pip install -e '.[backends]')")
 
 
-@pytest.mark.parametrize("backend", [pytest.param("jax", marks=pytest.mark.slow), "torch"])
+@pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_networks_match_the_official_outputs_on_backend(backend, official_dir):
     _need(backend)
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "backend_check.py"), "--fixtures",

@@ -26,7 +26,6 @@ HERE = Path(__file__).resolve().parent
 CASES = ["tiny_seg"] + (["tiny_vae"] if os.environ.get("SPADE_JAX_TRAIN_ALL") == "1" else [])
 
 
-@pytest.mark.slow
 def test_first_iteration_parity_under_jax():
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed (pip install jax)")

@@ -171,7 +171,11 @@ def load_generator(path: str | os.PathLike) -> SpadeModel:
     config_path = folder / "config.json"
     if config_path.exists() and g_path.name == "generator.keras":
         saved = load_config(str(config_path))
-        for key, there, here in saved.differences(config, SPADEConfig.ARCHITECTURE_KEYS)[:1]:
+        # a folded generator (spectral norm divided into the kernels) is saved with norm_G minus
+        # "spectral": the same weight shapes, so that prefix does not count
+        plain = config.replace(norm_G=config.norm_G.removeprefix("spectral"))
+        saved = saved.replace(norm_G=saved.norm_G.removeprefix("spectral"))
+        for key, there, here in saved.differences(plain, SPADEConfig.ARCHITECTURE_KEYS)[:1]:
             raise SpadeError(f"{config_path}: {key}={there!r} but {g_path.name} was built "
                              f"with {key}={here!r}; the files do not belong together")
     encoder = None
