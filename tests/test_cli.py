@@ -74,3 +74,12 @@ def test_import_spade_tf_alone_registers_the_keras_classes(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_building_the_cli_imports_no_keras():
+    """`spade` picks the Keras backend (`--backend`) and TensorFlow's log level after parsing, so
+    building the parser (every command's options) must not import Keras or TensorFlow."""
+    code = ("import sys; sys.argv = ['spade']; from spade_tf import cli; cli.build_parser(); "
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from keras import ops
 
 
 def to_uint8(images):
@@ -13,6 +12,8 @@ def to_uint8(images):
     traceable, so the exported graphs use it too. NaN has no defined result: callers that may see a
     diverged network (training sample grids) replace it first.
     """
+    from keras import ops  # here, not at import: `spade` picks the Keras backend after parsing
+
     scaled = (ops.cast(images, "float32") + 1.0) * 127.5
     return ops.cast(ops.round(ops.clip(scaled, 0.0, 255.0)), "uint8")
 
