@@ -158,18 +158,11 @@ class DistillGAN(GauGAN):
         return {"distill_maps": [w.value for w in self.feature_maps.weights]}
 
     def generator_losses(self, semantics, real, training=True):
-        from spade_tf.training import losses
-        cfg = self.config
         gb = self._global_batch(ops.shape(real)[0])
         t_fake, t_feats = self.teacher(semantics, training=False, return_intermediates=True)
         t_fake = ops.stop_gradient(t_fake)
         fake, s_feats = self.generator(semantics, training=training, return_intermediates=True)
-        pred_fake, pred_real = self.discriminate(semantics, fake, real, training)
-        terms = {"G_GAN": losses.generator_gan_loss(pred_fake, cfg.gan_mode, gb)}
-        if cfg.lambda_feat > 0:
-            terms["G_GAN_Feat"] = losses.feature_matching_loss(pred_fake, pred_real, cfg.lambda_feat, gb)
-        if cfg.lambda_vgg > 0:
-            terms["G_VGG"] = self.perceptual_loss(fake, t_fake, gb)
+        terms = self.image_terms(semantics, fake, real, t_fake, gb, training)
         extra = {}
         if self.lambda_l1 > 0:
             per_sample = ops.mean(ops.abs(ops.cast(fake, "float32") - t_fake), axis=(1, 2, 3))

@@ -266,15 +266,23 @@ class GauGAN(keras.Model):
         gb = self._global_batch(ops.shape(real)[0])
         z, mu, logvar = self._latent(real, training, "generator")
         fake = self.generator(semantics, z=z, training=training)
-        pred_fake, pred_real = self.discriminate(semantics, fake, real, training)
-        terms = {"G_GAN": losses.generator_gan_loss(pred_fake, cfg.gan_mode, gb)}
-        if cfg.lambda_feat > 0:
-            terms["G_GAN_Feat"] = losses.feature_matching_loss(pred_fake, pred_real, cfg.lambda_feat, gb)
-        if cfg.lambda_vgg > 0:
-            terms["G_VGG"] = self.perceptual_loss(fake, real, gb)
+        terms = self.image_terms(semantics, fake, real, real, gb, training)
         if cfg.use_vae:
             terms["G_KLD"] = losses.kld_loss(mu, logvar, cfg.lambda_kld)
         return terms, fake
+
+    def image_terms(self, semantics, fake, real, perceptual_target, global_batch, training):
+        """The G terms of a fake image: G_GAN, G_GAN_Feat (vs D on `real`) and G_VGG (vs
+        `perceptual_target`: the real photo here, the teacher's image in `spade distill`), when active."""
+        cfg = self.config
+        pred_fake, pred_real = self.discriminate(semantics, fake, real, training)
+        terms = {"G_GAN": losses.generator_gan_loss(pred_fake, cfg.gan_mode, global_batch)}
+        if cfg.lambda_feat > 0:
+            terms["G_GAN_Feat"] = losses.feature_matching_loss(pred_fake, pred_real, cfg.lambda_feat,
+                                                               global_batch)
+        if cfg.lambda_vgg > 0:
+            terms["G_VGG"] = self.perceptual_loss(fake, perceptual_target, global_batch)
+        return terms
 
     def discriminator_losses(self, semantics, real, training=True):
         """dict {D_Fake, D_real} on a fresh fake (no gradient into G or E), as official."""
