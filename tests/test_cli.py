@@ -26,6 +26,48 @@ def test_benchmark_quality_takes_its_options_directly():
     assert (args.data, args.out, args.steps) == ("d", "o", 3)
 
 
+def test_benchmark_export_passes_plain_arguments(monkeypatch, capsys):
+    from spade_tf.benchmarks import export
+
+    seen = {}
+
+    def fake(preset, overrides, **kwargs):
+        seen.update(preset=preset, overrides=overrides, **kwargs)
+        return {"meta": {"preset": preset}, "rows": []}
+
+    monkeypatch.setattr(export, "run_export_benchmark", fake)
+    assert main(["benchmark", "export", "--preset", "tiny", "--set", "crop_size=32", "--formats",
+                 "keras_eager,tflite_fp32", "--batches", "1,4", "--runs", "2", "--warmup", "0",
+                 "--threads", "2", "--out", "o.json"]) == 0
+    assert seen == {"preset": "tiny", "overrides": ["crop_size=32"],
+                    "formats": ["keras_eager", "tflite_fp32"], "batches": [1, 4], "runs": 2, "warmup": 0,
+                    "threads": 2, "out": "o.json"}
+    assert '"preset": "tiny"' in capsys.readouterr().out
+
+
+def test_benchmark_demo_passes_plain_arguments(monkeypatch):
+    from spade_tf.benchmarks import demo
+
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo_benchmark",
+                        lambda model, **kwargs: seen.update(model=model, **kwargs))
+    assert main(["benchmark", "demo", "--model", "m", "--make-random", "tiny", "--set", "crop_size=32",
+                 "--runtime", "tflite", "--clients", "1", "2", "--requests", "3", "--workers", "2",
+                 "--queue", "4"]) == 0
+    seen.pop("log")
+    assert seen == {"model": "m", "runtime": "tflite", "clients": [1, 2], "requests": 3, "workers": 2,
+                    "queue": 4, "label": None, "make_random": "tiny", "overrides": ["crop_size=32"]}
+
+
+@pytest.mark.parametrize("what", ["quality", "export", "demo", "cost"])
+def test_benchmark_subcommands_have_help_with_examples(what, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["benchmark", what, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert f"spade benchmark {what}" in out and "example" in out.lower()
+
+
 def test_python_dash_m_is_the_same_command():
     result = subprocess.run([sys.executable, "-m", "spade_tf", "--help"], capture_output=True, text=True,
                             timeout=120)

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from spade_tf.benchmarks import quality
+from spade_tf.cli import main
 from spade_tf.errors import SpadeError
 
 SHARED = Path(__file__).parents[2] / "shared"
@@ -55,13 +56,13 @@ def test_whole_pipeline_micro_budget(tmp_path):
         pytest.skip(f"AlexNet/LPIPS weights not found at {ALEX} (the shared folder is absent)")
     data = _make_facades(tmp_path / "facades" / "train")
     out = tmp_path / "out"
-    argv = ["--", "--data", str(data), "--out", str(out), "--preset", "facades",
+    argv = ["benchmark", "quality", "--data", str(data), "--out", str(out), "--preset", "facades",
             "--set", "crop_size=32", "--set", "load_size=36", "--set", "ngf=8", "--set", "ndf=8",
             "--set", "spade_nhidden=16", "--set", "num_D=1", "--set", "n_layers_D=2", "--set", "batchSize=2",
             "--set", "lambda_vgg=0", "--steps", "2", "--eval-every", "1", "--val-fraction", "0.25",
             "--seed", "1", "--variants", "baseline,ema", "--segmenter-steps", "2", "--kid-subsets", "2",
             "--alexnet-weights", str(ALEX), "--run-eagerly"]
-    assert quality.main(argv) == 0
+    assert main(argv) == 0
 
     split = json.loads((out / "split.json").read_text())
     assert split["n_train"] == 9 and split["n_val"] == 3

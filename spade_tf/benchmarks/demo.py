@@ -1,17 +1,16 @@
 """Request latency of `spade demo` over loopback: p50 / p95 under 1, 4, 16 concurrent clients.
 
-    python -m spade_tf.benchmarks.demo --model demo_out/train --runtime keras --clients 1 4 16 --requests 8
+    spade benchmark demo --model demo_out/train --runtime keras --clients 1 4 16 --requests 8
 
 Starts `spade demo` as a separate process (as a user would run it), waits for it, then each of C
 client threads sends a fixed number of requests back to back (a bounded loop: no open-loop load
-generator) and the wall time of every request is recorded. Prints one Markdown table row per C.
-`--make-random PRESET` first writes a random-weight model of that preset (latency does not depend
-on the weights) to `--model`.
+generator) and the wall time of every request is recorded. Logs one Markdown table row per C.
+`make_random=PRESET` (`--make-random PRESET`) first writes a random-weight model of that preset
+(latency does not depend on the weights) to the model folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -87,32 +86,28 @@ def run_clients(url: str, body: bytes, clients: int, requests: int) -> dict:
             "model_ms": float(np.median(model_ms)), "rps": len(ms) / wall, "busy": busy[0]}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
-    p.add_argument("--make-random", metavar="PRESET",
-                   help="first write a random-weight PRESET model to --model")
-    p.add_argument("--set", action="append", default=[], help="config overrides for --make-random")
-    p.add_argument("--runtime", default="keras", choices=("keras", "savedmodel", "tflite"))
-    p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
-    p.add_argument("--requests", type=int, default=8, help="requests per client (default 8)")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--queue", type=int, default=16)
-    p.add_argument("--label", help="label PNG to send (default: blocky random ids)")
-    args = p.parse_args(argv)
+def run_demo_benchmark(model, runtime: str = "keras", clients=(1, 4, 16), requests: int = 8, workers: int = 1,
+                       queue: int = 16, label: str | None = None, make_random: str | None = None,
+                       overrides=(), log=print) -> list[dict]:
+    """Start `spade demo --model MODEL` on a free loopback port, then for each C in `clients` send
+    `requests` requests per client; logs a Markdown table row per C and returns the rows.
+    `make_random=PRESET` first writes a random-weight model of PRESET + `overrides` to `model`."""
+    from spade_tf.errors import SpadeError
 
-    model = Path(args.model)
-    if args.make_random:
-        make_random_model(args.make_random, model, args.set)
+    model = Path(model)
+    if make_random:
+        make_random_model(make_random, model, list(overrides))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
     cmd = [sys.executable, "-m", "spade_tf.cli", "demo", "--model", str(model), "--port", str(port),
-           "--workers", str(args.workers), "--queue", str(args.queue), "--runtime", args.runtime]
+           "--workers", str(workers), "--queue", str(queue), "--runtime", runtime]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally` below: stop the server
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) if in_main else None  # run `finally`
+    results = []
     try:
         import httpx
 
@@ -120,29 +115,28 @@ def main(argv=None) -> int:
         deadline = time.monotonic() + 600
         while True:
             if server.poll() is not None:
-                raise SystemExit(f"spade demo exited: {server.stderr.read().decode()[-2000:]}")
+                raise SpadeError(f"spade demo exited: {server.stderr.read().decode()[-2000:]}")
             try:
                 info = httpx.get(base + "/api/info", timeout=2).json()
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
-                    raise SystemExit("spade demo did not start in 600 s") from None
+                    raise SpadeError("spade demo did not start in 600 s") from None
                 time.sleep(0.5)
-        body = label_png(info, args.label)
+        body = label_png(info, label)
         run_clients(base + "/api/synthesize", body, 1, 3)  # warm-up
-        print(f"model {model} ({info['width']}x{info['height']}), runtime {args.runtime}, "
-              f"workers {args.workers}, queue {args.queue}, {args.requests} requests per client")
-        print("| clients | requests | p50 ms | p95 ms | model ms (median) | req/s | 503s |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
-        for c in args.clients:
-            r = run_clients(base + "/api/synthesize", body, c, args.requests)
-            print(f"| {c} | {r['n']} | {r['p50']:.0f} | {r['p95']:.0f} | {r['model_ms']:.0f} "
-                  f"| {r['rps']:.1f} | {r['busy']} |", flush=True)
+        log(f"model {model} ({info['width']}x{info['height']}), runtime {runtime}, "
+            f"workers {workers}, queue {queue}, {requests} requests per client")
+        log("| clients | requests | p50 ms | p95 ms | model ms (median) | req/s | 503s |")
+        log("|---:|---:|---:|---:|---:|---:|---:|")
+        for c in clients:
+            r = run_clients(base + "/api/synthesize", body, c, requests)
+            results.append(r)
+            log(f"| {c} | {r['n']} | {r['p50']:.0f} | {r['p95']:.0f} | {r['model_ms']:.0f} "
+                f"| {r['rps']:.1f} | {r['busy']} |")
     finally:
         server.terminate()
         server.wait(30)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    return results

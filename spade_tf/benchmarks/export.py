@@ -1,8 +1,9 @@
 """Latency per image and file size of each deployment format (a benchmark, not a test).
 
 `benchmark_export(model, ...)` returns one row per (format, batch): median seconds per call and
-per image over `runs` timed calls after `warmup` untimed ones, and the exported size. The lead's
-`spade benchmark` may call it; `python -m spade_tf.benchmarks.export --preset tiny` prints JSON.
+per image over `runs` timed calls after `warmup` untimed ones, and the exported size.
+`run_export_benchmark(preset, ...)` does it on a random-weight generator of a preset; the command is
+`spade benchmark export --preset tiny` (prints JSON lines).
 """
 
 from __future__ import annotations
@@ -106,41 +107,27 @@ def benchmark_export(model, formats=RUNTIMES, batches=(1, 8), runs: int = 3, war
     return rows
 
 
-def main(argv=None) -> int:
-    import argparse
+def run_export_benchmark(preset: str = "tiny", overrides=(), formats=RUNTIMES, batches=(1, 8), runs: int = 3,
+                         warmup: int = 1, threads: int | None = None, out=None, log=print) -> dict:
+    """`benchmark_export` on a random-weight generator of `preset` + `overrides` (latency does not depend
+    on the weights): {"meta": machine and model facts, "rows": [...]}, also written to `out` as JSON."""
     import os
     import platform
-
-    p = argparse.ArgumentParser(description="latency / size of each export format (prints JSON lines)")
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--formats", default=",".join(RUNTIMES))
-    p.add_argument("--batches", default="1,8")
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None, help="also write all rows as JSON here")
-    args = p.parse_args(argv)
 
     from spade_tf.config import get_preset
     from spade_tf.inference import from_networks
     from spade_tf.models import make_generator
 
-    cfg = get_preset(args.preset).with_overrides(args.overrides)
+    overrides = list(overrides)
+    cfg = get_preset(preset).with_overrides(overrides)
     h, w = cfg.image_size
     generator = make_generator(cfg, name="generator")
-    generator.build((None, h, w, cfg.semantic_nc))  # random weights: latency does not depend on them
+    generator.build((None, h, w, cfg.semantic_nc))
     model = from_networks(generator, cfg)
-    rows = benchmark_export(model, args.formats.split(","), [int(b) for b in args.batches.split(",")],
-                            args.runs, args.warmup, args.threads)
-    meta = {"preset": args.preset, "overrides": args.overrides, "image_size": [h, w],
+    rows = benchmark_export(model, list(formats), [int(b) for b in batches], runs, warmup, threads, log=log)
+    meta = {"preset": preset, "overrides": overrides, "image_size": [h, w],
             "semantic_nc": cfg.semantic_nc, "generator_params": int(generator.count_params()),
             "cpu_count": os.cpu_count(), "platform": platform.platform(), "loadavg": os.getloadavg()}
-    if args.out:
-        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(json.dumps(meta))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    if out:
+        Path(out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return {"meta": meta, "rows": rows}

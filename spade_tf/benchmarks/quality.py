@@ -24,7 +24,6 @@ The EMA variant is evaluated with its EMA generator (what it would export); the 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gc
 import hashlib
@@ -49,21 +48,6 @@ VARIANTS = {
 CSV_COLUMNS = ("variant", "step", "train_s", "eval_s", "fd_alexnet", "kid_alexnet", "kid_alexnet_std",
                "miou", "pixel_accuracy", "mean_class_accuracy", "lpips_diversity", "G_loss", "D_loss")
 PLOT_NAME = "quality_plot.png"
-
-EXAMPLES = """examples (the "--" after "quality" hands every option to this benchmark):
-  # CPU-sized (64x64, narrow networks, batch 1): three variants, evaluated every 150 steps
-  spade benchmark quality --data facades/train --out runs/quality \\
-      --preset facades --set crop_size=64 --set load_size=72 --set ngf=16 --set ndf=16 \\
-      --set spade_nhidden=32 --set perceptual_backbone=alexnet \\
-      --steps 1200 --eval-every 150 --segmenter-steps 600 --segmenter-width 16
-
-  # the full-size facades preset (256x256, official widths, VGG19 perceptual loss) on a GPU
-  spade benchmark quality --data facades/train --out runs/quality-full \\
-      --steps 20000 --eval-every 2000   # VGG19: Keras downloads/caches it, or --perceptual-weights FILE
-
-  # with a multimodal (VAE) variant, which also gets an LPIPS diversity score
-  spade benchmark quality --data facades/train --out runs/q --variants baseline,vae
-"""
 
 
 # ---- the split -------------------------------------------------------------------------------------
@@ -399,79 +383,39 @@ def plot_results(rows, path, reference=None):
     return Path(path)
 
 
-# ---- command line ---------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="spade benchmark quality", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train variants of a preset for a fixed budget on a held-out split of a dataset folder "
-                    "and record FD/KID (AlexNet features), segmentation accuracy of a built-in segmenter "
-                    "and LPIPS diversity against steps. Writes results.csv/.json/.md and a PNG plot.",
-        epilog=EXAMPLES)
-    add_arguments(p)
-    return p
+# ---- the whole benchmark (`spade benchmark quality` parses its options) ---------------------------
+def final_rows(report: dict) -> list[dict]:
+    """Each variant's row at its last evaluated step (what `spade benchmark quality` prints)."""
+    return [max((r for r in report["rows"] if r["variant"] == v), key=lambda r: r["step"])
+            for v in report["variants"]]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's options, for a caller that registers them on its own (sub)parser."""
-    p.add_argument("--data", required=True, help="dataset folder (facades layout: images/ + labels/)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--preset", default="facades", help="configuration preset (default facades)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (repeatable), e.g. --set crop_size=64")
-    p.add_argument("--steps", type=int, default=1000, help="training steps per variant (default 1000)")
-    p.add_argument("--eval-every", type=int, default=200, help="evaluate every K steps (default 200)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out fraction (default 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="split, initial weights, data order, z (default 0)")
-    p.add_argument("--variants", default="baseline,no_vgg,ema",
-                   help=f"comma-separated, from {', '.join(VARIANTS)} (default baseline,no_vgg,ema)")
-    p.add_argument("--segmenter-steps", type=int, default=1000,
-                   help="training steps of the built-in segmenter (default 1000)")
-    p.add_argument("--segmenter-width", type=int, default=32,
-                   help="base width of the built-in segmenter (default 32)")
-    p.add_argument("--diversity-k", type=int, default=3, help="samples per map for LPIPS diversity (VAE)")
-    p.add_argument("--diversity-maps", type=int, default=16, help="label maps for LPIPS diversity (VAE)")
-    p.add_argument("--kid-subsets", type=int, default=100)
-    p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--alexnet-weights", default=None, metavar="NPZ",
-                   help="lpips_alex_v0.1.npz (default: $SPADE_ALEXNET_WEIGHTS, the cache, or fetched)")
-    p.add_argument("--perceptual-weights", default=None, metavar="PATH",
-                   help="weights of the perceptual loss (VGG19 file, or the AlexNet npz)")
-    p.add_argument("--run-eagerly", action="store_true", help="no tf.function (debugging, tiny runs)")
-    p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
-
-
-def main(argv=None) -> int:
-    """`spade benchmark quality ARGS` (argv = ARGS; a leading "--" separator is dropped)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
-    return run_args(build_parser().parse_args(argv), "spade benchmark quality " + " ".join(argv))
-
-
-def run_args(args, command: str = "") -> int:
-    """Run with parsed options (see `add_arguments`); prints the final-step table."""
-    report = run_benchmark(args, command=command)
-    print(markdown_table([max((r for r in report["rows"] if r["variant"] == v), key=lambda r: r["step"])
-                          for v in report["variants"]]))
-    return 0
-
-
-def run_benchmark(args, command: str = "") -> dict:
+def run_benchmark(data, out, preset: str = "facades", overrides=(), steps: int = 1000, eval_every: int = 200,
+                  val_fraction: float = 0.1, seed: int = 0, variants=("baseline", "no_vgg", "ema"),
+                  segmenter_steps: int = 1000, segmenter_width: int = 32, diversity_k: int = 3,
+                  diversity_maps: int = 16, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                  alexnet_weights=None, perceptual_weights=None, run_eagerly: bool = False,
+                  plot: bool = True, command: str = "") -> dict:
+    """Split `data`, train the segmenter and each of `variants` (names in VARIANTS) from `preset` +
+    `overrides` for `steps` steps, evaluating every `eval_every`; writes the results under `out`."""
     from spade_tf.benchmarks.speed import machine_info
     from spade_tf.config import get_preset
     from spade_tf.evaluation.fid import alexnet_extractor
 
-    if args.steps < 1 or args.eval_every < 1:
-        raise SpadeError(f"--steps and --eval-every must be >= 1, got {args.steps} and {args.eval_every}")
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    base = get_preset(args.preset).with_overrides(args.overrides)
+    if steps < 1 or eval_every < 1:
+        raise SpadeError(f"--steps and --eval-every must be >= 1, got {steps} and {eval_every}")
+    if isinstance(variants, str):
+        variants = variants.split(",")
+    variants = [v.strip() for v in variants if v.strip()]
+    overrides = list(overrides)
+    base = get_preset(preset).with_overrides(overrides)
     configs = {v: _variant_config(base, v) for v in variants}  # fail early on a typo
-    out_dir = Path(args.out)
+    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     report = {"command": command, "machine": machine_info(), "loadavg_start": list(os.getloadavg()),
-              "preset": args.preset, "overrides": args.overrides, "steps": args.steps,
-              "eval_every": args.eval_every, "seed": args.seed, "variants": variants,
+              "preset": preset, "overrides": overrides, "steps": steps,
+              "eval_every": eval_every, "seed": seed, "variants": variants,
               "variant_overrides": {v: VARIANTS[v] for v in variants}, "config": base.to_dict(),
               "metrics": {"fd_alexnet/kid_alexnet": "Fréchet distance / KID on AlexNet relu5 features "
                                                     "(NOT the standard Inception FID)",
@@ -479,31 +423,31 @@ def run_benchmark(args, command: str = "") -> dict:
                                                  "applied to images synthesized from validation label maps",
                           "lpips_diversity": "VAE variants only (mean pairwise LPIPS over K samples per "
                                              "map); null for generators without a latent code"}}
-    split_root, split_info = make_split(base, args.data, out_dir, args.val_fraction, args.seed)
+    split_root, split_info = make_split(base, data, out_dir, val_fraction, seed)
     report["split"] = split_info
     print(f"[quality] split: {split_info['n_train']} training / {split_info['n_val']} validation pairs",
           flush=True)
 
     val_labels, val_images = load_arrays(base, split_root, "val")
     t0 = time.perf_counter()
-    segmenter, seg_info = train_segmenter(base, split_root, args.segmenter_steps, args.seed,
+    segmenter, seg_info = train_segmenter(base, split_root, segmenter_steps, seed,
                                           out_dir / "segmenter", progress=sys.stderr.isatty(),
-                                          width=args.segmenter_width)
+                                          width=segmenter_width)
     seg_info["segmenter_train_s"] = round(time.perf_counter() - t0, 1)
-    extractor = alexnet_extractor(args.alexnet_weights)
+    extractor = alexnet_extractor(alexnet_weights)
     lpips_metric = None
     if any(c.use_vae for c in configs.values()):
         from spade_tf.evaluation.lpips import LPIPS
 
-        lpips_metric = LPIPS(args.alexnet_weights)
-    evaluator = Evaluator(base, val_labels, val_images, segmenter, extractor, lpips_metric, args.diversity_k,
-                          args.diversity_maps, args.kid_subsets, args.kid_subset_size, args.seed)
+        lpips_metric = LPIPS(alexnet_weights)
+    evaluator = Evaluator(base, val_labels, val_images, segmenter, extractor, lpips_metric, diversity_k,
+                          diversity_maps, kid_subsets, kid_subset_size, seed)
     _, train_images = load_arrays(base, split_root, "train")
     from spade_tf.evaluation import fid
 
     train_features = evaluator.features(quantize(train_images)[0])
-    real_fd = fid.distances(train_features, evaluator.real_features, extractor, args.kid_subsets,
-                            args.kid_subset_size, args.seed)
+    real_fd = fid.distances(train_features, evaluator.real_features, extractor, kid_subsets,
+                            kid_subset_size, seed)
     report["reference"] = {**seg_info, "real_val_miou": evaluator.real_segmentation["miou"],
                            "real_val_pixel_accuracy": evaluator.real_segmentation["pixel_accuracy"],
                            "fd_alexnet_real_train_vs_val": real_fd["fd_alexnet"],
@@ -517,12 +461,12 @@ def run_benchmark(args, command: str = "") -> dict:
     for name in variants:
         evaluator.config = configs[name]  # the variant's own latent setting (use_vae) when synthesizing
         t0 = time.perf_counter()
-        report["rows"] += run_variant(name, configs[name], split_root, args.steps, args.eval_every, args.seed,
-                                      evaluator, args.perceptual_weights, args.run_eagerly,
+        report["rows"] += run_variant(name, configs[name], split_root, steps, eval_every, seed,
+                                      evaluator, perceptual_weights, run_eagerly,
                                       log=lambda m: print(m, flush=True))
         report["variant_wall_s"][name] = round(time.perf_counter() - t0, 1)
         evaluator.config = base
         report["loadavg_end"] = list(os.getloadavg())
         report["wall_s"] = round(time.time() - started, 1)
-        write_outputs(out_dir, report, plot=not args.no_plot)  # after each variant: partial results survive
+        write_outputs(out_dir, report, plot=plot)  # after each variant: partial results survive
     return report

@@ -1,4 +1,6 @@
-"""`spade benchmark`: speed and memory, ours next to the official PyTorch code, as JSON."""
+"""`spade benchmark`: speed and memory, ours next to the official PyTorch code, as JSON; and the
+quality, export-format and demo-latency benchmarks. Options are parsed here; the work is in
+`spade_tf.benchmarks` (speed, official, quality, export, demo), called with plain arguments."""
 
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ EXAMPLES = """examples:
   # quick check of the tooling at a small size
   spade benchmark generator --preset ade20k --set crop_size=64 --variants function --runs 1 --warmup 1
 
+  # the other benchmarks (each with its own --help and examples)
+  spade benchmark cost|quality|export|demo --help
+
 Variants: eager | function (tf.function) | xla (tf.function(jit_compile=True)), each optionally with
 +folded (G.folded(): spectral norm folded into the kernels) and/or +bf16 (mixed_bfloat16 policy).
 Each variant runs in its own process (own peak RSS); the official code runs first, in the same
@@ -35,6 +40,40 @@ invocation, under --torch-python (needs only torch and numpy). The official defa
 github.com/vacancy/Synchronized-BatchNorm-PyTorch); without it the official side runs
 spectralspadebatch3x3 (one device: the same F.batch_norm). Defaults come from the environment
 variables SPADE_OFFICIAL_DIR, SPADE_TORCH_PYTHON, SPADE_SYNC_BATCHNORM when set.
+"""
+
+
+QUALITY_EXAMPLES = """examples:
+  # CPU-sized (64x64, narrow networks, batch 1): three variants, evaluated every 150 steps
+  spade benchmark quality --data facades/train --out runs/quality \\
+      --preset facades --set crop_size=64 --set load_size=72 --set ngf=16 --set ndf=16 \\
+      --set spade_nhidden=32 --set perceptual_backbone=alexnet \\
+      --steps 1200 --eval-every 150 --segmenter-steps 600 --segmenter-width 16
+
+  # the full-size facades preset (256x256, official widths, VGG19 perceptual loss) on a GPU
+  spade benchmark quality --data facades/train --out runs/quality-full \\
+      --steps 20000 --eval-every 2000   # VGG19: Keras downloads/caches it, or --perceptual-weights FILE
+
+  # with a multimodal (VAE) variant, which also gets an LPIPS diversity score
+  spade benchmark quality --data facades/train --out runs/q --variants baseline,vae
+"""
+
+EXPORT_EXAMPLES = """examples:
+  # every format, the tiny preset, batch 1 and 8
+  spade benchmark export --preset tiny --runs 5 --warmup 2 --out tiny.json
+
+  # ADE20K size, a few formats, batch 1, TFLite / ONNX Runtime on 2 threads
+  spade benchmark export --preset ade20k --batches 1 --runs 2 --warmup 1 \\
+      --formats keras_xla,tflite_fp32,tflite_int8,onnx --threads 2 --out ade20k.json
+"""
+
+DEMO_EXAMPLES = """examples:
+  # once: write a random-weight tiny model (latency does not depend on the weights), then time it
+  spade benchmark demo --model /tmp/webdemo/tiny --make-random tiny --clients 1 --requests 1
+  spade benchmark demo --model /tmp/webdemo/tiny --runtime keras --clients 1 4 16 --requests 10
+
+  # the SavedModel runtime, two demo workers
+  spade benchmark demo --model /tmp/webdemo/tiny --runtime savedmodel --workers 2 --clients 1 4 16
 """
 
 
@@ -71,7 +110,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "benchmark", help="time the generator / a training iteration, next to the official code",
         description="Speed and peak memory of generator inference and of one training iteration, "
-                    "with the official PyTorch code timed in the same invocation. Prints JSON.",
+                    "with the official PyTorch code timed in the same invocation (prints JSON); "
+                    "also cost (MACs, parameters), image quality against steps, latency and size "
+                    "of each export format, and request latency of `spade demo`.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="bench_command", metavar="WHAT")
     g = sub.add_parser("generator", help="generator inference", epilog=EXAMPLES,
@@ -98,24 +139,128 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     add_cost_arguments(c)
     q = sub.add_parser(
-        "quality", help="image quality benchmark (spade_tf.benchmarks.quality)",
-        description="Train variants (baseline, lambda_vgg=0, EMA) on a held-out split and record FD/KID "
-                    "(AlexNet features), mIoU with the built-in segmenter and LPIPS diversity against "
-                    "steps; see docs/benchmarks.md.",
-        epilog="example:\n  spade benchmark quality --data ../shared/data/facades/train \\\n"
-               "      --out runs/quality --set crop_size=64 --set load_size=72 --steps 1200\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    from spade_tf.benchmarks.quality import add_arguments
-
-    add_arguments(q)
+        "quality", help="image quality against training steps, for a few training variants",
+        description="Train variants of a preset for a fixed budget on a held-out split of a dataset folder "
+                    "and record FD/KID (AlexNet features), segmentation accuracy of a built-in segmenter "
+                    "and LPIPS diversity against steps. Writes results.csv/.json/.md and a PNG plot "
+                    "(spade_tf.benchmarks.quality; see docs/benchmarks.md).",
+        epilog=QUALITY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _quality_arguments(q)
+    e = sub.add_parser(
+        "export", help="latency per image and file size of each deployment format",
+        description="Build a random-weight generator of a preset (latency does not depend on the weights), "
+                    "export it to each format and time it: one JSON line per (format, batch), then one "
+                    "line of machine and model facts (spade_tf.benchmarks.export).",
+        epilog=EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _export_arguments(e)
+    d = sub.add_parser(
+        "demo", help="request latency of `spade demo` over loopback (p50 / p95 per client count)",
+        description="Start `spade demo --model MODEL` as its own process on a free loopback port, then C "
+                    "client threads send a fixed number of requests back to back; prints one Markdown table "
+                    "row per C (spade_tf.benchmarks.demo).",
+        epilog=DEMO_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _demo_arguments(d)
     return p
+
+
+def _quality_arguments(p: argparse.ArgumentParser) -> None:
+    from spade_tf.benchmarks.quality import VARIANTS
+
+    p.add_argument("--data", required=True, help="dataset folder (facades layout: images/ + labels/)")
+    p.add_argument("--out", required=True, help="output folder")
+    add_preset(p, default="facades")
+    add_overrides(p)
+    p.add_argument("--steps", type=int, default=1000, help="training steps per variant (default 1000)")
+    p.add_argument("--eval-every", type=int, default=200, help="evaluate every K steps (default 200)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out fraction (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="split, initial weights, data order, z (default 0)")
+    p.add_argument("--variants", default="baseline,no_vgg,ema",
+                   help=f"comma-separated, from {', '.join(VARIANTS)} (default baseline,no_vgg,ema)")
+    p.add_argument("--segmenter-steps", type=int, default=1000,
+                   help="training steps of the built-in segmenter (default 1000)")
+    p.add_argument("--segmenter-width", type=int, default=32,
+                   help="base width of the built-in segmenter (default 32)")
+    p.add_argument("--diversity-k", type=int, default=3, help="samples per map for LPIPS diversity (VAE)")
+    p.add_argument("--diversity-maps", type=int, default=16, help="label maps for LPIPS diversity (VAE)")
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--alexnet-weights", default=None, metavar="NPZ",
+                   help="lpips_alex_v0.1.npz (default: $SPADE_ALEXNET_WEIGHTS, the cache, or fetched)")
+    p.add_argument("--perceptual-weights", default=None, metavar="PATH",
+                   help="weights of the perceptual loss (VGG19 file, or the AlexNet npz)")
+    p.add_argument("--run-eagerly", action="store_true", help="no tf.function (debugging, tiny runs)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    from spade_tf.benchmarks.export import RUNTIMES
+
+    add_preset(p, default="tiny")
+    add_overrides(p)
+    p.add_argument("--formats", default=",".join(RUNTIMES),
+                   help=f"comma-separated, from {', '.join(RUNTIMES)} (default: all)")
+    p.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    p.add_argument("--runs", type=int, default=3, help="timed calls per (format, batch) (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads of the TFLite interpreter and the ONNX Runtime session (default: theirs)")
+    p.add_argument("--out", default=None, metavar="FILE", help="also write all rows as JSON here")
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model folder that `spade demo --model` serves")
+    p.add_argument("--make-random", metavar="PRESET",
+                   help="first write a random-weight PRESET model to --model")
+    add_overrides(p, help="config override for --make-random, e.g. --set crop_size=64 (repeatable)")
+    p.add_argument("--runtime", default="keras", choices=("keras", "savedmodel", "tflite"),
+                   help="the demo's runtime (default keras)")
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16],
+                   help="concurrent clients, one table row each (default 1 4 16)")
+    p.add_argument("--requests", type=int, default=8, help="requests per client (default 8)")
+    p.add_argument("--workers", type=int, default=1, help="the demo's --workers (default 1)")
+    p.add_argument("--queue", type=int, default=16, help="the demo's --queue (default 16)")
+    p.add_argument("--label", help="label PNG to send (default: blocky random ids)")
+
+
+def _command_line() -> str:
+    return ("spade " + " ".join(sys.argv[1:])).strip() if sys.argv else "spade"
 
 
 def _run_quality(args) -> int:
     from spade_tf.benchmarks import quality
-    argv = " ".join(sys.argv[1:]) if sys.argv else ""
-    return int(quality.run_args(args, command=f"spade {argv}".strip()) or 0)
 
+    report = quality.run_benchmark(
+        args.data, args.out, preset=args.preset, overrides=args.overrides, steps=args.steps,
+        eval_every=args.eval_every, val_fraction=args.val_fraction, seed=args.seed,
+        variants=args.variants.split(","), segmenter_steps=args.segmenter_steps,
+        segmenter_width=args.segmenter_width, diversity_k=args.diversity_k,
+        diversity_maps=args.diversity_maps,
+        kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+        alexnet_weights=args.alexnet_weights, perceptual_weights=args.perceptual_weights,
+        run_eagerly=args.run_eagerly, plot=not args.no_plot, command=_command_line())
+    print(quality.markdown_table(quality.final_rows(report)))
+    return 0
+
+
+def _run_export(args) -> int:
+    from spade_tf.benchmarks.export import run_export_benchmark
+
+    result = run_export_benchmark(
+        args.preset, args.overrides, formats=[f.strip() for f in args.formats.split(",") if f.strip()],
+        batches=[int(b) for b in args.batches.split(",")], runs=args.runs, warmup=args.warmup,
+        threads=args.threads, out=args.out)
+    print(json.dumps(result["meta"]))
+    return 0
+
+
+def _run_demo(args) -> int:
+    from spade_tf.benchmarks.demo import run_demo_benchmark
+
+    run_demo_benchmark(args.model, runtime=args.runtime, clients=args.clients, requests=args.requests,
+                       workers=args.workers, queue=args.queue, label=args.label,
+                       make_random=args.make_random, overrides=args.overrides,
+                       log=lambda line: print(line, flush=True))
+    return 0
 
 def _summary_row(batch, variant, result, official):
     from spade_tf.benchmarks.speed import compare
@@ -163,10 +308,10 @@ def run(args) -> int:
     from spade_tf.errors import SpadeError
 
     if args.bench_command is None:
-        raise SpadeError("say what to benchmark: spade benchmark generator|train|official|quality|cost "
-                         "(see spade benchmark --help)")
-    if args.bench_command == "quality":
-        return _run_quality(args)
+        raise SpadeError("say what to benchmark: spade benchmark generator|train|official|cost|quality|"
+                         "export|demo (see spade benchmark --help)")
+    if args.bench_command in ("quality", "export", "demo"):
+        return {"quality": _run_quality, "export": _run_export, "demo": _run_demo}[args.bench_command](args)
     if args.bench_command == "cost":
         from spade_tf.commands.distill import run_cost
 
