@@ -29,29 +29,6 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def blocky(cfg, batch, seed):
-    h, w = cfg.image_size
-    coarse = np.random.default_rng(seed).integers(0, cfg.label_nc, (batch, -(-h // 8), -(-w // 8)))
-    return np.repeat(np.repeat(coarse, 8, 1), 8, 2)[:, :h, :w].astype(np.int32)
-
-
-def calibrate(g, cfg, maps: int) -> None:
-    from spade_tf.layers.normalization import BatchNorm
-    from spade_tf.models import make_semantics
-
-    semantics = make_semantics(blocky(cfg, maps, 100), cfg, None)
-    norms = [layer for layer in g._flatten_layers() if isinstance(layer, BatchNorm)]
-    for layer in norms:
-        layer.momentum = 0.95
-    g(semantics, training=True)
-    for layer in norms:
-        layer.momentum = 0.1
-    pre_tanh = np.asarray(g(semantics, return_intermediates=True)[1]["conv_img"])
-    for v in g.trainable_variables:
-        if "conv_img" in v.path:
-            v.assign(v.numpy() * 0.6 / pre_tanh.std())
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--preset", default="ade20k")
@@ -69,6 +46,8 @@ def main(argv=None) -> int:
     from spade_tf.export import onnx as sonnx
     from spade_tf.export import reference_output
     from spade_tf.inference import from_networks
+    from spade_tf.benchmarks.random_model import blocky_label_maps as blocky
+    from spade_tf.benchmarks.random_model import calibrate
     from spade_tf.models import SPADEGenerator
 
     cfg = get_preset(args.preset)
@@ -76,7 +55,7 @@ def main(argv=None) -> int:
     g = SPADEGenerator(cfg, name="generator")
     g.build((None, h, w, cfg.semantic_nc))
     if args.calibrate:
-        calibrate(g, cfg, args.calibrate)
+        calibrate(g, cfg, blocky(cfg, args.calibrate, 100))
     model = from_networks(g, cfg)
     result = {"preset": args.preset, "params": int(g.count_params()), "rss_mb_model": rss_mb(),
               "weight_bytes": sonnx.weight_bytes(model), "loadavg_before": os.getloadavg()}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spade_tf.benchmarks.random_model import blocky_label_maps, calibrated_generator
 from spade_tf.cli import main
 from spade_tf.config import get_preset
 from spade_tf.errors import SpadeError
@@ -93,46 +94,19 @@ def test_read_label_map_resizes_nearest(tmp_path):
 
 def blocky_labels(cfg, batch, seed):
     """Random label maps of 8x8 blocks (closer to real maps than per-pixel noise)."""
-    h, w = cfg.image_size
-    coarse = np.random.default_rng(seed).integers(0, cfg.label_nc, (batch, -(-h // 8), -(-w // 8)))
-    return np.repeat(np.repeat(coarse, 8, 1), 8, 2)[:, :h, :w].astype(np.int32)
+    return blocky_label_maps(cfg, batch, seed)
 
 
 def realistic_networks(cfg, seed=0):
-    """A random (G, E or None) whose output neither saturates nor ignores the labels.
+    """A random (G, E or None) whose output neither saturates nor ignores the labels: batch-norm
+    running statistics calibrated on 16 label maps, final conv scaled to a pre-tanh std of about
+    0.6 (`spade_tf.benchmarks.random_model`)."""
+    from spade_tf.models import ConvEncoder
 
-    Freshly initialised SPADE generators with untouched batch-norm statistics output +-1
-    almost everywhere, which would hide export errors. So: batch-norm running statistics
-    calibrated on 16 label maps, final conv scaled to a pre-tanh std of about 0.6.
-    """
-    import keras
-
-    from spade_tf.models import ConvEncoder, SPADEGenerator, make_semantics
-
-    keras.utils.set_random_seed(seed)
-    h, w = cfg.image_size
-    g = SPADEGenerator(cfg, name="generator")
-    g.build((None, h, w, cfg.semantic_nc))
-    labels = blocky_labels(cfg, 16, seed + 100)
-    edges = instance_edges(labels) if cfg.use_instance_edges else None
-    semantics = make_semantics(labels, cfg, edges)
-    z = np.random.default_rng(seed).normal(size=(16, cfg.z_dim)).astype(np.float32) if cfg.use_vae else None
-    from spade_tf.layers.normalization import BatchNorm
-
-    norms = [layer for layer in g._flatten_layers() if isinstance(layer, BatchNorm)]
-    for layer in norms:
-        # running statistics := 95% this batch's + 5% the initial (0, 1), as after a short training
-        # run (without that floor, near-constant channels get huge 1/std and int8 ranges break)
-        layer.momentum = 0.95
-    g(semantics, z=z, training=True)
-    for layer in norms:
-        layer.momentum = 0.1
-    pre_tanh = np.asarray(g(semantics, z=z, return_intermediates=True)[1]["conv_img"])
-    for v in g.trainable_variables:
-        if "conv_img" in v.path:
-            v.assign(v.numpy() * 0.6 / pre_tanh.std())
+    g = calibrated_generator(cfg, seed)
     e = None
     if cfg.use_vae:
+        h, w = cfg.image_size
         e = ConvEncoder(cfg, name="encoder")
         e.build((None, h, w, 3))
     return g, e

@@ -14,6 +14,7 @@ label-id rule's message). The batch dimension is dynamic (default 1; resize the 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -68,10 +69,18 @@ def convert_tflite(model: SpadeModel, quantize: str = "none", representative=Non
             raise SpadeError(f"TFLite conversion ({quantize}) failed: {e}") from e
 
 
+def default_threads() -> int:
+    """The cores this process may use (its CPU affinity), as TensorFlow and onnxruntime take by
+    default. LiteRT's own default (num_threads unset) is ONE thread for XNNPACK."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def interpreter(path_or_bytes, num_threads: int | None = None):
-    """A LiteRT interpreter for a .tflite file or flatbuffer bytes."""
+    """A LiteRT interpreter for a .tflite file or flatbuffer bytes, running on `num_threads`
+    threads (default: every core this process may use, `default_threads()`)."""
     from ai_edge_litert.interpreter import Interpreter
 
+    num_threads = num_threads or default_threads()
     if isinstance(path_or_bytes, bytes | bytearray):
         return Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads)
     return Interpreter(model_path=str(path_or_bytes), num_threads=num_threads)
