@@ -42,12 +42,12 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
+    from spade_tf.benchmarks.random_model import blocky_label_maps as blocky
+    from spade_tf.benchmarks.random_model import calibrate
     from spade_tf.config import get_preset
     from spade_tf.export import onnx as sonnx
     from spade_tf.export import reference_output
     from spade_tf.inference import from_networks
-    from spade_tf.benchmarks.random_model import blocky_label_maps as blocky
-    from spade_tf.benchmarks.random_model import calibrate
     from spade_tf.models import SPADEGenerator
 
     cfg = get_preset(args.preset)
