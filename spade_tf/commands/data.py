@@ -184,8 +184,9 @@ def _save_grid(batch, config, path) -> None:
     from PIL import Image
 
     from spade_tf.data import colorize
+    from spade_tf.data.images import to_uint8
 
-    photos = np.round((batch["image"].numpy() + 1) * 127.5).astype(np.uint8)
+    photos = np.asarray(to_uint8(batch["image"]))
     labels = colorize(batch["label_map"].numpy(), config)
     if "instance_edges" in batch:
         labels[batch["instance_edges"].numpy()[..., 0] > 0] = 255

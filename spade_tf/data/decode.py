@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from spade_tf.data import labels
+from spade_tf.data.images import from_uint8
 from spade_tf.errors import SpadeError
 
 
@@ -145,4 +146,4 @@ def read_style_image(path, config) -> np.ndarray:
     h, w = config.image_size
     if image.size != (w, h):
         image = image.resize((w, h), Image.BICUBIC)
-    return np.asarray(image, np.float32) / 127.5 - 1.0
+    return from_uint8(np.asarray(image, np.float32))

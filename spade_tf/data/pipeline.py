@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from spade_tf.data import decode, labels, layouts, synthetic
+from spade_tf.data.images import from_uint8
 from spade_tf.errors import SpadeError
 
 logger = logging.getLogger("spade_tf.data")
@@ -126,7 +127,7 @@ def build_dataset(config, data_dir=None, split: str = "train", batch_size: int |
         seed2 = tf.stack([seed_tensor, position])  # positions >= 0; example_order uses (seed, -1 - epoch)
         instance = example.get("instance")
         if synthetic_source:  # generated at the final size: only flip
-            image, label = tf.cast(example["image"], tf.float32) / 127.5 - 1.0, example["label"]
+            image, label = from_uint8(tf.cast(example["image"], tf.float32)), example["label"]
             if augment and not config.no_flip:
                 flip = tf.random.stateless_uniform([], seed2) > 0.5
                 image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from spade_tf.data.images import from_uint8
+
 POWER_2_BASE = 32
 
 
@@ -156,4 +158,4 @@ def transform_example(image, label, instance, seed, config, augment: bool):
         if instance is not None:
             instance = tf.cond(flip, lambda: tf.reverse(instance, [1]), lambda: instance)
 
-    return photo / 127.5 - 1.0, label, instance
+    return from_uint8(photo), label, instance

@@ -33,6 +33,8 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
+from spade_tf.data.images import from_uint8
+
 STATIC_DIR = Path(__file__).parent / "static"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ID_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "1")
@@ -178,7 +180,7 @@ def decode_style(data: bytes, demo, max_side: int) -> np.ndarray:
     h, w = cfg.image_size
     if image.size != (w, h):
         image = image.resize((w, h), Image.BICUBIC)
-    return np.asarray(image, np.float32) / 127.5 - 1.0
+    return from_uint8(np.asarray(image, np.float32))
 
 
 def parse_seed(text) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import linalg
 
+from spade_tf.data.images import from_uint8
 from spade_tf.errors import SpadeError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -177,7 +178,7 @@ def alexnet_extractor(weights_path=None) -> FeatureExtractor:
 
     class _Pooled(keras.layers.Layer):
         def call(self, images):  # uint8-valued float -> [-1, 1], fixed size, relu5 pooled
-            x = keras.ops.image.resize(images / 127.5 - 1.0, (ALEXNET_INPUT_SIZE, ALEXNET_INPUT_SIZE),
+            x = keras.ops.image.resize(from_uint8(images), (ALEXNET_INPUT_SIZE, ALEXNET_INPUT_SIZE),
                                        interpolation="bilinear", antialias=False)
             return keras.ops.mean(net(x)[4], axis=(1, 2))
 

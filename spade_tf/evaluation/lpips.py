@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from spade_tf.backbones.alexnet import RELU_CHANNELS, AlexNetFeatures, load_alexnet_npz
+from spade_tf.data.images import from_uint8
 from spade_tf.errors import SpadeError
 
 
@@ -85,8 +86,8 @@ class LPIPS(keras.layers.Layer):
 
 
 def uint8_to_unit_range(images) -> np.ndarray:
-    """uint8 [.., H, W, 3] -> float32 in [-1, 1], as the LPIPS fixtures feed images (x / 127.5 - 1)."""
-    return np.asarray(images, np.float32) / 127.5 - 1.0
+    """uint8 [.., H, W, 3] -> float32 in [-1, 1] (`from_uint8`), as the LPIPS fixtures feed images."""
+    return from_uint8(np.asarray(images, np.float32))
 
 
 def lpips_distance(x0, x1, metric: LPIPS | None = None, batch_size: int = 32) -> np.ndarray:
