@@ -109,20 +109,21 @@ def benchmark_export(model, formats=RUNTIMES, batches=(1, 8), runs: int = 3, war
 
 def run_export_benchmark(preset: str = "tiny", overrides=(), formats=RUNTIMES, batches=(1, 8), runs: int = 3,
                          warmup: int = 1, threads: int | None = None, out=None, log=print) -> dict:
-    """`benchmark_export` on a random-weight generator of `preset` + `overrides` (latency does not depend
-    on the weights): {"meta": machine and model facts, "rows": [...]}, also written to `out` as JSON."""
+    """`benchmark_export` on a calibrated random-weight generator of `preset` + `overrides`
+    (`random_model.calibrated_generator`: int8 latency depends on the activation ranges, and an
+    uncalibrated generator's are absurd): {"meta": machine and model facts, "rows": [...]}, also
+    written to `out` as JSON."""
     import os
     import platform
 
+    from spade_tf.benchmarks.random_model import calibrated_generator
     from spade_tf.config import get_preset
     from spade_tf.inference import from_networks
-    from spade_tf.models import make_generator
 
     overrides = list(overrides)
     cfg = get_preset(preset).with_overrides(overrides)
     h, w = cfg.image_size
-    generator = make_generator(cfg, name="generator")
-    generator.build((None, h, w, cfg.semantic_nc))
+    generator = calibrated_generator(cfg, maps=2)
     model = from_networks(generator, cfg)
     rows = benchmark_export(model, list(formats), [int(b) for b in batches], runs, warmup, threads, log=log)
     meta = {"preset": preset, "overrides": overrides, "image_size": [h, w],

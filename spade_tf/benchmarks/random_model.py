@@ -47,15 +47,15 @@ def calibrate(generator, config, label_maps: np.ndarray, z=None, pre_tanh_std: f
 
 
 def calibrated_generator(config, seed: int = 0, label_maps: np.ndarray | None = None, maps: int = 16):
-    """A built SPADEGenerator with seeded random weights, calibrated (see module docstring) on
-    `label_maps`, or on `maps` blocky random maps (seed + 100)."""
+    """A built generator (`config.netG`) with seeded random weights, calibrated (see module
+    docstring) on `label_maps`, or on `maps` blocky random maps (seed + 100)."""
     import keras
 
-    from spade_tf.models import SPADEGenerator
+    from spade_tf.models import make_generator
 
     keras.utils.set_random_seed(seed)
     h, w = config.image_size
-    generator = SPADEGenerator(config, name="generator")
+    generator = make_generator(config, name="generator")
     generator.build((None, h, w, config.semantic_nc))
     if label_maps is None:
         label_maps = blocky_label_maps(config, maps, seed + 100)

@@ -175,7 +175,10 @@ def profile_ops(flatbuffer: bytes, feed: dict[str, np.ndarray], threads: int = 2
     rows = []
     in_graph = delegated_ops(flatbuffer, threads)
     for index, name, shape, one in one_op_flatbuffers(flatbuffer, feed):
-        seconds, delegated = _time_model(one, threads, runs, delegate=in_graph[index])
+        try:
+            seconds, delegated = _time_model(one, threads, runs, delegate=in_graph[index])
+        except RuntimeError:  # e.g. a float16 weight's DEQUANTIZE, which XNNPACK folds into its
+            seconds, delegated = _time_model(one, threads, runs, delegate=False)  # consumer in the graph
         rows.append({"index": index, "op": name, "seconds": seconds, "delegated": delegated,
                      "output_shape": shape})
         if log is not None and index % 100 == 99:
