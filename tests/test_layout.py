@@ -1,5 +1,5 @@
 """The package's layering (README, Layout): a module imports only from its own layer or below, also
-inside functions. Lower → higher: base (config, errors, data, the .pth reader) → layers → models,
+inside functions. Lower → higher: base (config, errors, data, the .pth reader, replicas) → layers → models,
 backbones, weights (the registry of published weights builds backbone files) → training, evaluation,
 export, inference, convert, precision, cost → benchmarks, demo → commands, cli, and the package's
 `__init__` (the facade that registers every Keras class)."""
@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "spade_tf"
 LAYERS = [
-    {"config", "errors", "data", "pth"},
+    {"config", "errors", "data", "pth", "replicas"},
     {"layers"},
     {"models", "backbones", "weights"},
     {"training", "evaluation", "export", "inference", "convert", "precision", "cost"},

@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from spade_tf.replicas import sum_over_replicas
+
 
 @keras.saving.register_keras_serializable(package="spade_tf")
 class BatchNorm(keras.layers.Layer):
@@ -16,9 +18,10 @@ class BatchNorm(keras.layers.Layer):
 
     `synchronized=True` averages the batch statistics over all replicas of a
     TensorFlow distribution strategy (SynchronizedBatchNorm2d in the official code). The running
-    variance's unbiased factor n / (n - 1) then needs the GLOBAL element count: the training
-    code sets `num_replicas` (runtime only, not saved) to the strategy's replica count; local
-    batches are equal-sized under a strategy, so n = local count x num_replicas.
+    variance's unbiased factor n / (n - 1) then needs the GLOBAL element count: the layer adds up
+    the replicas' element counts itself (`spade_tf.replicas.sum_over_replicas`, an all-reduce like
+    the one that sums the moments), so it needs no replica number from outside and uneven local
+    batches count right.
     On JAX and PyTorch `synchronized` changes nothing: there a step sees the whole global batch
     as one array (a `keras.distribution.DataParallel` batch is sharded by XLA, which computes the
     mean over all of it), so the plain statistics are already the synchronized ones.
@@ -31,7 +34,6 @@ class BatchNorm(keras.layers.Layer):
         self.momentum = momentum
         self.epsilon = epsilon
         self.synchronized = synchronized
-        self.num_replicas = 1
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -49,7 +51,7 @@ class BatchNorm(keras.layers.Layer):
             mean, var = ops.moments(x32, axes=(0, 1, 2), synchronized=sync)
             n = ops.cast(ops.prod(ops.shape(x32)[:3]), "float32")
             if sync:
-                n = n * self.num_replicas
+                n = sum_over_replicas(n)  # the global element count
             unbiased = var * n / ops.maximum(n - 1.0, 1.0)
             m = self.momentum
             self.moving_mean.assign((1 - m) * self.moving_mean + m * mean)

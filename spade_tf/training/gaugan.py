@@ -29,7 +29,6 @@ import keras
 from keras import ops
 
 from spade_tf.config import SPADEConfig
-from spade_tf.layers.normalization import BatchNorm
 from spade_tf.models.lite_generator import make_generator
 from spade_tf.models.semantics import make_semantics
 from spade_tf.training import losses
@@ -341,7 +340,6 @@ class GauGAN(keras.Model):
         a JAX stateless scope alike) and returns the logs."""
         if isinstance(data, (list, tuple)):  # (x, y, sample_weight) from `train_on_batch`
             data = data[0]
-        self._set_replicas_for_sync_bn()
         semantics = self.semantics(data)
         real = ops.cast(data["image"], "float32")
         g_names = [t for t in G_TERMS if t in self.trackers] + ["G_loss"]
@@ -481,14 +479,6 @@ class GauGAN(keras.Model):
     def _symbolic_build(self, iterator=None, data_batch=None):
         """No-op for the same reason (the JAX trainer and `train_on_batch` call this one)."""
         return None
-
-    def _set_replicas_for_sync_bn(self):
-        """Synchronized batch norms count the elements of all replicas (see `BatchNorm`)."""
-        replicas = self._replicas()
-        for net in (self.generator, self.discriminator, self.encoder):
-            for layer in net._flatten_layers() if net is not None else ():
-                if isinstance(layer, BatchNorm) and layer.synchronized:
-                    layer.num_replicas = replicas
 
     def train_step(self, *args):
         """TensorFlow: `train_step(data)`; JAX: `train_step(state, data) -> (logs, state)`."""
