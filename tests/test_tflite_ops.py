@@ -88,3 +88,22 @@ def test_interpreter_uses_every_core_by_default(monkeypatch):
     tflite.interpreter(b"model")
     tflite.interpreter(b"model", num_threads=3)
     assert seen == [len(os.sched_getaffinity(0)), 3]
+
+
+def test_cli_tflite_ops(tiny_tflite, tmp_path, capsys):
+    import json
+
+    from spade_tf.cli import main
+
+    flatbuffer, _ = tiny_tflite
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(flatbuffer)
+    assert main(["benchmark", "tflite-ops", str(path), "--runs", "1", "--threads", "1",
+                 "--out", str(tmp_path / "ops.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "| CONV_2D | yes |" in printed and "| GATHER | no |" in printed
+    report = json.loads((tmp_path / "ops.json").read_text())
+    assert report["ops"] == len(report["rows"]) > 100 and report["whole_s"] > 0
+    assert 0 < report["ops_in_xnnpack"] < report["ops"]
+    assert main(["benchmark", "tflite-ops", str(tmp_path / "missing.tflite")]) == 2
+    assert "missing.tflite: no such .tflite file" in capsys.readouterr().err

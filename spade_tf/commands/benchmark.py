@@ -30,7 +30,7 @@ EXAMPLES = """examples:
   spade benchmark generator --preset ade20k --set crop_size=64 --variants function --runs 1 --warmup 1
 
   # the other benchmarks (each with its own --help and examples)
-  spade benchmark cost|quality|export|demo --help
+  spade benchmark cost|quality|export|demo|tflite-ops --help
 
 Variants: eager | function (tf.function) | xla (tf.function(jit_compile=True)), each optionally with
 +folded (G.folded(): spectral norm folded into the kernels) and/or +bf16 (mixed_bfloat16 policy).
@@ -65,6 +65,13 @@ EXPORT_EXAMPLES = """examples:
   # ADE20K size, a few formats, batch 1, TFLite / ONNX Runtime on 2 threads
   spade benchmark export --preset ade20k --batches 1 --runs 2 --warmup 1 \\
       --formats keras_xla,tflite_fp32,tflite_int8,onnx --threads 2 --out ade20k.json
+"""
+
+TFLITE_OPS_EXAMPLES = """examples:
+  # where a .tflite spends its time: each op timed alone, grouped by op type, and which ops XNNPACK runs
+  spade export --model runs/facades --format tflite --quantize int8 \\
+      --representative-data datasets/facades/val_label --out exports
+  spade benchmark tflite-ops exports/spade.tflite --runs 5 --out ops.json
 """
 
 DEMO_EXAMPLES = """examples:
@@ -148,9 +155,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     _quality_arguments(q)
     e = sub.add_parser(
         "export", help="latency per image and file size of each deployment format",
-        description="Build a random-weight generator of a preset (latency does not depend on the weights), "
-                    "export it to each format and time it: one JSON line per (format, batch), then one "
-                    "line of machine and model facts (spade_tf.benchmarks.export).",
+        description="Build a random-weight generator of a preset (calibrated: batch-norm statistics and "
+                    "output scale as a working generator's, since int8 speed depends on activation ranges), "
+                    "export it to each format and time it: one JSON line per (format, batch), then one line "
+                    "of machine and model facts (spade_tf.benchmarks.export).",
         epilog=EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _export_arguments(e)
     d = sub.add_parser(
@@ -160,6 +168,18 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "row per C (spade_tf.benchmarks.demo).",
         epilog=DEMO_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _demo_arguments(d)
+    ops = sub.add_parser(
+        "tflite-ops", help="op-by-op profile of a .tflite file (where the time goes, what XNNPACK runs)",
+        description="Time every operator of a .tflite file on its own (a one-op model with the shapes the "
+                    "whole model gives it, under XNNPACK exactly when XNNPACK takes the op in the whole "
+                    "graph), then print a table by op type and the whole model's time "
+                    "(spade_tf.benchmarks.tflite_ops).",
+        epilog=TFLITE_OPS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ops.add_argument("model", help="the .tflite file")
+    ops.add_argument("--threads", type=int, default=None, help="interpreter threads (default: every core)")
+    ops.add_argument("--runs", type=int, default=5, help="timed calls per op, median (default 5)")
+    ops.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    ops.add_argument("--out", default=None, metavar="FILE", help="also write every op's row as JSON here")
     return p
 
 
@@ -203,7 +223,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=3, help="timed calls per (format, batch) (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads of the TFLite interpreter and the ONNX Runtime session (default: theirs)")
+                   help="threads of the TFLite interpreter and ONNX Runtime session (default: every core)")
     p.add_argument("--out", default=None, metavar="FILE", help="also write all rows as JSON here")
 
 
@@ -309,7 +329,13 @@ def run(args) -> int:
 
     if args.bench_command is None:
         raise SpadeError("say what to benchmark: spade benchmark generator|train|official|cost|quality|"
-                         "export|demo (see spade benchmark --help)")
+                         "export|demo|tflite-ops (see spade benchmark --help)")
+    if args.bench_command == "tflite-ops":
+        from spade_tf.benchmarks.tflite_ops import run_profile
+
+        run_profile(args.model, threads=args.threads, runs=args.runs, batch=args.batch, out=args.out,
+                    log=lambda line: print(line, flush=True))
+        return 0
     if args.bench_command in ("quality", "export", "demo"):
         return {"quality": _run_quality, "export": _run_export, "demo": _run_demo}[args.bench_command](args)
     if args.bench_command == "cost":
