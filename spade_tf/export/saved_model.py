@@ -32,6 +32,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from spade_tf.data import labels
+from spade_tf.data.images import from_uint8
 from spade_tf.errors import SpadeError
 from spade_tf.inference import SpadeModel, instance_edges, to_uint8, z_from_seed
 
@@ -148,7 +149,7 @@ class SpadeServingModule(tf.Module):
         return out
 
     def _encode(self, style_image):
-        image = tf.cast(style_image, tf.float32) / 127.5 - 1.0
+        image = from_uint8(tf.cast(style_image, tf.float32))
         (mu, _), _ = self._encoder.model.stateless_call(
             self.encoder_trainable, self.encoder_state, image, training=False)
         return mu
