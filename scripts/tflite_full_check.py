@@ -39,6 +39,9 @@ def main(argv=None) -> int:
     p.add_argument("--bn-maps", type=int, default=16)
     p.add_argument("--calibration-maps", type=int, default=100)
     p.add_argument("--eval-maps", type=int, default=8)
+    p.add_argument("--modulation-std", type=float, default=None,
+                   help="std of SPADE's gamma / beta (random_model.scale_modulation; default "
+                        "BENCHMARK_MODULATION_STD)")
     p.add_argument("--formats", default=",".join(QUANTIZE))
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--official", default=None, help="checkout of NVlabs/SPADE: time the official generator")
@@ -52,7 +55,7 @@ def main(argv=None) -> int:
 
     from spade_tf.benchmarks import tflite_ops
     from spade_tf.benchmarks.official import _Served, run_official
-    from spade_tf.benchmarks.random_model import calibrated_generator
+    from spade_tf.benchmarks.random_model import BENCHMARK_MODULATION_STD, calibrated_generator
     from spade_tf.benchmarks.speed import machine_info
     from spade_tf.config import get_preset
     from spade_tf.export import error_stats, reference_output, tflite
@@ -67,10 +70,12 @@ def main(argv=None) -> int:
     maps = np.stack([read_label_map(f, cfg) for f in files[:need]])
     bn_maps, cal_maps = maps[:args.bn_maps], maps[args.bn_maps:args.bn_maps + args.calibration_maps]
     eval_maps = maps[args.bn_maps + args.calibration_maps:]
-    generator = calibrated_generator(cfg, seed=0, label_maps=bn_maps)
+    modulation_std = args.modulation_std or BENCHMARK_MODULATION_STD
+    generator = calibrated_generator(cfg, seed=0, label_maps=bn_maps, modulation_std=modulation_std)
     model = from_networks(generator, cfg)
     reference = reference_output(model, {"label_map": eval_maps})
-    result = {"preset": args.preset, "overrides": args.overrides, "params": int(generator.count_params()),
+    result = {"preset": args.preset, "modulation_std": modulation_std, "overrides": args.overrides,
+              "params": int(generator.count_params()),
               "labels": str(args.labels), "eval_files": [f.name for f in files[need - args.eval_maps:need]],
               "reference_std": float(reference.std()), "machine": machine_info(),
               "threads": tflite.default_threads(),

@@ -210,6 +210,25 @@ def test_tflite_dynamic_and_int8_quality(seg, seg_other_weights):
         assert stats["mean_abs"] <= 0.05 and stats["mean_abs"] < broken["mean_abs"] / 10, (quantize, stats)
 
 
+def test_tflite_int8_keeps_the_label_modulation():
+    """A generator whose SPADE modulation matters (gamma / beta std 0.3, as after training, instead of
+    the ~1e-6 of the initial weights): the int8 graph must still follow the labels. When SPADE
+    recomputed the ids from the quantized one-hot, ids came out off by one and this was ~14 dB."""
+    from spade_tf.benchmarks.random_model import calibrated_generator
+    from spade_tf.export import tflite
+
+    cfg = _config()
+    model = from_networks(calibrated_generator(cfg, seed=5, modulation_std=0.3), cfg)
+    feed = _feed(model, batch=4, seed=22)
+    calibration = [blocky_labels(cfg, 1, 200 + i)[0] for i in range(16)]
+    reps = lambda: tflite.representative_inputs(model, calibration)  # noqa: E731
+    flatbuffer = tflite.convert_tflite(model, "int8", reps)
+    stats = error_stats(tflite.run_tflite(tflite.interpreter(flatbuffer), feed)["image_float"],
+                        reference_output(model, feed))
+    print(f"int8 with label modulation: {stats}")
+    assert stats["psnr_db"] >= 25, stats
+
+
 def test_onnx_parity(seg, tmp_path):
     from spade_tf.export import export_model, onnx
 

@@ -160,3 +160,17 @@ def test_assumed_onehot_treats_all_zero_pixels_as_the_conv_does():
         SPADE._shared_lookup = original
     assert calls and not any(op.type in ("If", "StatelessIf") for op in graph.get_operations())
     np.testing.assert_allclose(got, plain(x, seg).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_given_label_ids_are_the_onehot_ids():
+    """Export graphs hand SPADE the int ids they built the one-hot from (`label_ids`, n = none): the
+    result is the conv's, and the ids are used as given (not recomputed from the one-hot)."""
+    rng = np.random.default_rng(9)
+    fast, plain = _pair(5, onehot_channels=5, assume_onehot=True)
+    ids = rng.integers(0, 6, (2, 12, 12)).astype("int32")  # 5: no label, the zero row
+    seg = np.eye(6, dtype="float32")[ids][..., :5]
+    x = rng.normal(size=(2, 6, 6, 4)).astype("float32")
+    want = plain(x, seg).numpy()
+    np.testing.assert_allclose(fast(x, seg, label_ids=ids).numpy(), want, rtol=1e-5, atol=1e-5)
+    shifted = fast(x, seg, label_ids=(ids + 1) % 6).numpy()
+    assert np.abs(shifted - want).max() > 1e-2  # the given ids, not the one-hot's, were looked up

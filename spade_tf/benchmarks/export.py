@@ -116,14 +116,14 @@ def run_export_benchmark(preset: str = "tiny", overrides=(), formats=RUNTIMES, b
     import os
     import platform
 
-    from spade_tf.benchmarks.random_model import calibrated_generator
+    from spade_tf.benchmarks.random_model import BENCHMARK_MODULATION_STD, calibrated_generator
     from spade_tf.config import get_preset
     from spade_tf.inference import from_networks
 
     overrides = list(overrides)
     cfg = get_preset(preset).with_overrides(overrides)
     h, w = cfg.image_size
-    generator = calibrated_generator(cfg, maps=2)
+    generator = calibrated_generator(cfg, maps=2, modulation_std=BENCHMARK_MODULATION_STD)
     model = from_networks(generator, cfg)
     rows = benchmark_export(model, list(formats), [int(b) for b in batches], runs, warmup, threads, log=log)
     meta = {"preset": preset, "overrides": overrides, "image_size": [h, w],

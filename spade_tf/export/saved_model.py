@@ -143,9 +143,10 @@ class SpadeServingModule(tf.Module):
         return make_semantics(label_map, cfg, edges)
 
     # ---- networks ---------------------------------------------------------------------------
-    def _generate(self, semantics, z):
+    def _generate(self, semantics, z, label_ids=None):
+        extra = {} if label_ids is None else {"label_ids": label_ids}
         out, _ = self._generator.model.stateless_call(
-            self.generator_trainable, self.generator_state, semantics, z=z, training=False)
+            self.generator_trainable, self.generator_state, semantics, z=z, training=False, **extra)
         return out
 
     def _encode(self, style_image):
@@ -171,7 +172,11 @@ class SpadeServingModule(tf.Module):
                 z = self._encode(style_image)
             else:
                 z = self._batch_check(z, "z", batch, [cfg.z_dim], f"float32 [batch, {cfg.z_dim}]")
-        return self._generate(semantics, z), label_ok
+        # mobile graphs run SPADE's look-ups unchecked (assume_onehot): hand them the ids the one-hot
+        # was built from (no id there → the zero row, id n), so an int8 graph never quantizes them
+        n = cfg.num_label_channels
+        ids = tf.where((label_map >= 0) & (label_map < n), label_map, n) if self._mobile else None
+        return self._generate(semantics, z, ids), label_ok
 
     # ---- signatures -------------------------------------------------------------------------
     def function(self, kind: str, outputs=("image",)):

@@ -74,13 +74,18 @@ def lookup_conv(ids, kernel, stride: int, pad: int):
     return out
 
 
-def conv_via_lookups(conv, x, n: int, pad: int):
+def conv_via_lookups(conv, x, n: int, pad: int, ids=None):
     """What `conv` (a Keras Conv2D with zero padding `pad` on each side, explicit or 'same')
     gives for x whose first n channels are one-hot: look-ups for those channels, the conv itself
-    on the rest (e.g. an instance-edge or image channel), plus the bias. x: [B, H, W, C]."""
+    on the rest (e.g. an instance-edge or image channel), plus the bias. x: [B, H, W, C].
+
+    ids: int32 [B, H, W], the one-hot's ids (n where a pixel has none) when the caller has them:
+    then they are not recomputed from x (export graphs pass them: in an int8 graph the float
+    arithmetic of `onehot_ids` would be quantized, and an id off by one is another class)."""
     dtype = conv.compute_dtype
     kernel = ops.cast(conv.kernel, dtype)
-    out = lookup_conv(onehot_ids(x[..., :n]), kernel[:, :, :n, :], conv.strides[0], pad)
+    ids = onehot_ids(x[..., :n]) if ids is None else ids
+    out = lookup_conv(ids, kernel[:, :, :n, :], conv.strides[0], pad)
     if x.shape[-1] > n:
         rest = ops.cast(x[..., n:], dtype)
         if conv.padding == "valid":

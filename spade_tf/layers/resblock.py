@@ -65,13 +65,14 @@ class SPADEResBlock(keras.layers.Layer):
             self.norm_s.build(x_shape, segmap_shape)
             self.conv_s.build(x_shape)
 
-    def call(self, x, segmap, training=False):
+    def call(self, x, segmap, training=False, label_ids=None):
+        ids = {"label_ids": label_ids}  # export graphs: the one-hot's int ids (see `SPADE`)
         if self.learned_shortcut:
-            x_s = self.conv_s(self.norm_s(x, segmap, training=training), training=training)
+            x_s = self.conv_s(self.norm_s(x, segmap, training=training, **ids), training=training)
         else:
             x_s = x
-        dx = self.conv_0(_lrelu(self.norm_0(x, segmap, training=training)), training=training)
-        dx = self.conv_1(_lrelu(self.norm_1(dx, segmap, training=training)), training=training)
+        dx = self.conv_0(_lrelu(self.norm_0(x, segmap, training=training, **ids)), training=training)
+        dx = self.conv_1(_lrelu(self.norm_1(dx, segmap, training=training, **ids)), training=training)
         return x_s + dx
 
     def compute_output_shape(self, x_shape, segmap_shape):

@@ -51,7 +51,9 @@ class SPADE(keras.layers.Layer):
     forward_conv_gradients: the convs' `forward_gradients` (see `layers.conv.Conv2D`).
 
     Inputs: x [B, H, W, norm_nc], segmap [B, H', W', label_nc] (H', W' multiples of H, W as in
-    the generator, or any size). Output: [B, H, W, norm_nc].
+    the generator, or any size); with assume_onehot, optionally label_ids int32 [B, H', W'] (the
+    one-hot's ids, onehot_channels where a pixel has none: export graphs pass what they built the
+    one-hot from, see `lookup.conv_via_lookups`). Output: [B, H, W, norm_nc].
     """
 
     def __init__(self, norm_nc, norm_type="syncbatch", kernel_size=3, nhidden=128,
@@ -81,10 +83,12 @@ class SPADE(keras.layers.Layer):
         self.mlp_gamma.build(hidden_shape)
         self.mlp_beta.build(hidden_shape)
 
-    def call(self, x, segmap, training=False):
+    def call(self, x, segmap, training=False, label_ids=None):
         normalized = self.param_free_norm(x, training=training)
         segmap = nearest_resize(segmap, x.shape[1], x.shape[2])
-        actv = ops.relu(self._shared(segmap))
+        if label_ids is not None:
+            label_ids = nearest_resize(label_ids[..., None], x.shape[1], x.shape[2])[..., 0]
+        actv = ops.relu(self._shared(segmap, label_ids))
         gamma, beta = self._gamma_beta(actv)
         return normalized * (1 + gamma) + beta
 
@@ -98,19 +102,19 @@ class SPADE(keras.layers.Layer):
         gamma, beta = ops.split(both, 2, axis=-1)  # (a split's gradient is a concat, a slice's is not)
         return gamma, beta
 
-    def _shared(self, segmap):
+    def _shared(self, segmap, label_ids=None):
         """mlp_shared(segmap): look-ups when the label part is exactly one-hot, else the conv."""
         n, k = self.onehot_channels, self.kernel_size
         if n is None or k % 2 == 0 or n > segmap.shape[-1]:
             return self.mlp_shared(segmap)
         if self.assume_onehot:  # the caller built the one-hot itself (export graphs): no check
-            return self._shared_lookup(segmap, n)
+            return self._shared_lookup(segmap, n, label_ids)
         return cond(is_exactly_onehot(segmap[..., :n]), lambda: self._shared_lookup(segmap, n),
                         lambda: self.mlp_shared(segmap))
 
-    def _shared_lookup(self, segmap, n):
+    def _shared_lookup(self, segmap, n, label_ids=None):
         """conv_same(segmap) for a segmap whose first n channels are one-hot (odd kernel, stride 1)."""
-        return conv_via_lookups(self.mlp_shared, segmap, n, self.kernel_size // 2)
+        return conv_via_lookups(self.mlp_shared, segmap, n, self.kernel_size // 2, ids=label_ids)
 
     def compute_output_shape(self, x_shape, segmap_shape):
         return x_shape

@@ -17,7 +17,9 @@ class SPADEGenerator(keras.Model):
     """Segmap (and z) → image.
 
     Call: `G(segmap, z=None, training=False)`; segmap float [B, H, W, semantic_nc] (one-hot,
-    `make_semantics`), z float [B, z_dim] (VAE models; drawn from N(0, 1) when None).
+    `make_semantics`), z float [B, z_dim] (VAE models; drawn from N(0, 1) when None). Export
+    graphs (assume_onehot) may pass label_ids int32 [B, H, W], the ids the one-hot was built
+    from (num_label_channels where none), so no SPADE recomputes them from floats (`SPADE`).
     Returns [B, H, W, 3] in [-1, 1], (H, W) = `config.image_size`.
 
     When the label channels of segmap are exactly one-hot (as `make_semantics` makes them), every
@@ -102,7 +104,7 @@ class SPADEGenerator(keras.Model):
             blocks.append(("up_4", self.up_4, True))
         return blocks
 
-    def call(self, segmap, z=None, training=False, return_intermediates=False):
+    def call(self, segmap, z=None, training=False, return_intermediates=False, label_ids=None):
         cfg = self.config
         intermediates = {}
         if cfg.use_vae:
@@ -117,7 +119,7 @@ class SPADEGenerator(keras.Model):
         for name, layer, upsample_before in self._blocks():
             if upsample_before:
                 x = _upsample2x(x)
-            x = layer(x, segmap, training=training)
+            x = layer(x, segmap, training=training, label_ids=label_ids)
             intermediates[name] = x
         x = self.conv_img(ops.leaky_relu(x, 0.2))
         intermediates["conv_img"] = x

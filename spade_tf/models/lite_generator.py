@@ -90,7 +90,7 @@ class SeparableSPADE(SPADE):
         self.mlp_gamma = SeparableConv(norm_nc, name="mlp_gamma", **sep)
         self.mlp_beta = SeparableConv(norm_nc, name="mlp_beta", **sep)
 
-    def _shared(self, segmap):
+    def _shared(self, segmap, label_ids=None):
         return self.mlp_shared(segmap)
 
     def _gamma_beta(self, actv):
@@ -161,7 +161,7 @@ class LiteSPADEGenerator(SPADEGenerator):
         self.final_nc = final_nc
         self.conv_img = conv2d(3, 3, name="conv_img", **conv_init)
 
-    def call(self, segmap, z=None, training=False, return_intermediates=False):
+    def call(self, segmap, z=None, training=False, return_intermediates=False, label_ids=None):
         cfg = self.config
         intermediates = {}
         if cfg.use_vae:
@@ -175,7 +175,7 @@ class LiteSPADEGenerator(SPADEGenerator):
         for name, layer, upsample_before in self._blocks():
             if upsample_before:
                 x = _upsample2x(x)
-            x = layer(x, segmap, training=training)
+            x = layer(x, segmap, training=training, label_ids=label_ids)
             intermediates[name] = x
         x = self.conv_img(ops.leaky_relu(x, 0.2))
         intermediates["conv_img"] = x
