@@ -44,11 +44,10 @@ def label_png(info: dict, label: str | None) -> bytes:
 
     if label:
         return Path(label).read_bytes()
-    h, w = info["height"], info["width"]
-    values = [c["value"] for c in info["classes"]]
-    rng = np.random.default_rng(0)
-    coarse = rng.choice(values, (max(h // 8, 1), max(w // 8, 1)))
-    ids = np.repeat(np.repeat(coarse, 8, 0), 8, 1)[:h, :w].astype(np.uint8)
+    from spade_tf.data.synthetic import blocky_ids
+
+    ids = blocky_ids(1, info["height"], info["width"], [c["value"] for c in info["classes"]])[0]
+    ids = ids.astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(ids).save(buf, format="PNG")
     return buf.getvalue()

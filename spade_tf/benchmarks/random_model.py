@@ -19,11 +19,10 @@ BENCHMARK_MODULATION_STD = 0.3
 
 
 def blocky_label_maps(config, batch: int, seed: int) -> np.ndarray:
-    """int32 [batch, H, W] random ids in [0, label_nc) in 8x8 blocks (closer to real maps than
-    per-pixel noise)."""
-    h, w = config.image_size
-    coarse = np.random.default_rng(seed).integers(0, config.label_nc, (batch, -(-h // 8), -(-w // 8)))
-    return np.repeat(np.repeat(coarse, 8, 1), 8, 2)[:, :h, :w].astype(np.int32)
+    """int32 [batch, H, W] random ids in [0, label_nc) in 8x8 blocks (`data.synthetic.blocky_ids`)."""
+    from spade_tf.data.synthetic import blocky_ids
+
+    return blocky_ids(batch, *config.image_size, config.label_nc, seed)
 
 
 def scale_modulation(generator, modulation_std: float) -> None:

@@ -208,3 +208,13 @@ def generate(n: int, height: int, width: int, seed: int = 0):
     for array in out:  # cached and shared between callers: nobody may change them in place
         array.setflags(write=False)
     return out
+
+
+def blocky_ids(batch: int, height: int, width: int, classes, seed: int = 0) -> np.ndarray:
+    """int32 [batch, height, width] random label maps of 8x8 blocks (closer to real maps than
+    per-pixel noise), for checks, calibration and benchmarks. classes: a count n (ids 0..n-1) or a
+    sequence of the ids to draw from."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, -(-height // 8), -(-width // 8))
+    coarse = rng.integers(0, classes, shape) if isinstance(classes, int) else rng.choice(classes, shape)
+    return np.repeat(np.repeat(coarse, 8, 1), 8, 2)[:, :height, :width].astype(np.int32)

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from spade_tf.data import labels
+from spade_tf.data.synthetic import blocky_ids
 from spade_tf.errors import SpadeError
 from spade_tf.export.saved_model import SpadeServingModule, save_module
 from spade_tf.inference import SpadeModel, z_from_seed
@@ -112,12 +113,8 @@ def export_tflite(model: SpadeModel, out_path, quantize: str = "none", represent
 def sample_feed(model: SpadeModel, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
     """Blocky random label maps (and z / instance maps) for checks and benchmarks."""
     cfg = model.config
-    h, w = cfg.image_size
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, cfg.label_nc, (batch, max(h // 8, 1), max(w // 8, 1)))
-    labels = np.repeat(np.repeat(coarse, 8, 1), 8, 2)[:, :h, :w]
-    labels = np.pad(labels, ((0, 0), (0, h - labels.shape[1]), (0, w - labels.shape[2])), mode="edge")
-    feed = {"label_map": labels.astype(np.int32)}
+    labels = blocky_ids(batch, *cfg.image_size, cfg.label_nc, seed)
+    feed = {"label_map": labels}
     if cfg.use_vae:
         feed["z"] = z_from_seed(np.arange(seed, seed + batch), cfg.z_dim).numpy()
     if cfg.use_instance_edges:
