@@ -137,12 +137,8 @@ class _WeightsAsInputs(SpadeServingModule):
         self._weights = None
         super().__init__(model, mobile=True)
 
-    def _generate(self, semantics, z, label_ids=None):
-        trainable, non_trainable = self._weights
-        extra = {} if label_ids is None else {"label_ids": label_ids}
-        out, _ = self._generator.model.stateless_call(trainable, non_trainable, semantics, z=z,
-                                                      training=False, **extra)
-        return out
+    def _generator_weights(self):
+        return self._weights
 
 
 def _weights_function(model: SpadeModel):

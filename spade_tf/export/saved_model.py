@@ -143,10 +143,14 @@ class SpadeServingModule(tf.Module):
         return make_semantics(label_map, cfg, edges)
 
     # ---- networks ---------------------------------------------------------------------------
+    def _generator_weights(self):
+        """(trainable, non-trainable) values the generator runs with."""
+        return self.generator_trainable, self.generator_state
+
     def _generate(self, semantics, z, label_ids=None):
-        extra = {} if label_ids is None else {"label_ids": label_ids}
-        out, _ = self._generator.model.stateless_call(
-            self.generator_trainable, self.generator_state, semantics, z=z, training=False, **extra)
+        trainable, non_trainable = self._generator_weights()
+        out, _ = self._generator.model.stateless_call(trainable, non_trainable, semantics, z=z,
+                                                      training=False, label_ids=label_ids)
         return out
 
     def _encode(self, style_image):
